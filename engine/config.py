@@ -1,0 +1,137 @@
+"""The one configuration object of a run.
+
+`main.py` is the only place that reads flags; it builds a `Config` and hands it to the
+library. Every field is validated here, once, with the bad value in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+STRATEGIES = ("baseline", "class_weight", "oversample")
+DISTRIBUTIONS = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+DATASETS = ("creditcard", "synthetic")
+# Metrics the early-stopping monitor may name: `val_` + one of these.
+MONITORABLE = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc")
+
+# The tutorial evaluates its oversampled model every 20 steps ("an epoch is not a pass over
+# the data"); the same short interval lets early stopping react before the model overfits
+# the few hundred positives it sees again and again.
+DEFAULT_OVERSAMPLE_STEPS_PER_EPOCH = 20
+
+
+class ConfigError(ValueError):
+  """A configuration value is invalid. The message names the field and the value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that decides what a run does. Frozen: a run never changes its own config."""
+
+  # Data.
+  dataset: str = "creditcard"
+  data_path: str | None = None
+  label_column: str = "Class"
+  drop_invalid_rows: bool = False
+  synthetic_rows: int = 284_807
+  validation_fraction: float = 0.16
+  test_fraction: float = 0.20
+  clip: float = 5.0
+
+  # Imbalance strategy and model.
+  strategy: str = "oversample"
+  hidden_units: tuple[int, ...] = (16,)
+  dropout: float = 0.5
+  # Rows per class chunk that `sample_from_datasets` mixes (see input_pipeline/datasets.py).
+  oversample_chunk: int = 64
+
+  # Optimisation.
+  seed: int = 0
+  epochs: int = 100
+  batch_size: int = 2048
+  learning_rate: float = 1e-3
+  steps_per_epoch: int | None = None
+  steps_per_loop: int = 100
+  eval_batch_size: int = 8192
+  jit_compile: bool = False
+  deterministic: bool = False
+
+  # Early stopping.
+  monitor: str = "val_prc"
+  patience: int = 10
+
+  # Distribution.
+  distribution: str = "auto"
+  logical_cpus: int = 0
+  tpu: str | None = None
+
+  # Run management.
+  fresh: bool = False
+  checkpoints_to_keep: int = 3
+
+  def __post_init__(self):
+    validate(self)
+
+  def replace(self, **changes: Any) -> "Config":
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d["hidden_units"] = list(self.hidden_units)
+    return d
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @property
+  def monitor_metric(self) -> str:
+    """The metric name the monitor refers to, without the `val_` prefix."""
+    return self.monitor[len("val_"):]
+
+  @property
+  def monitor_higher_is_better(self) -> bool:
+    return self.monitor_metric not in ("loss", "fp", "fn")
+
+
+def _require(ok: bool, field: str, value: Any, why: str) -> None:
+  if not ok:
+    raise ConfigError(f"invalid --{field}={value!r}: {why}")
+
+
+def validate(c: Config) -> None:
+  """Raises ConfigError naming the first invalid field."""
+  _require(c.strategy in STRATEGIES, "strategy", c.strategy, f"must be one of {', '.join(STRATEGIES)}")
+  _require(c.distribution in DISTRIBUTIONS, "distribution", c.distribution,
+           f"must be one of {', '.join(DISTRIBUTIONS)}")
+  _require(c.dataset in DATASETS, "dataset", c.dataset, f"must be one of {', '.join(DATASETS)}")
+  _require(bool(c.label_column), "label_column", c.label_column, "must not be empty")
+  for name in ("epochs", "batch_size", "patience", "steps_per_loop", "eval_batch_size",
+               "oversample_chunk", "checkpoints_to_keep", "synthetic_rows"):
+    value = getattr(c, name)
+    _require(isinstance(value, int) and value > 0, name, value, "must be a positive integer")
+  _require(c.steps_per_epoch is None or c.steps_per_epoch > 0, "steps_per_epoch",
+           c.steps_per_epoch, "must be a positive integer")
+  _require(math.isfinite(c.learning_rate) and c.learning_rate > 0, "learning_rate",
+           c.learning_rate, "must be a finite number > 0")
+  _require(0.0 <= c.dropout < 1.0, "dropout", c.dropout, "must be in [0, 1)")
+  _require(len(c.hidden_units) > 0 and all(isinstance(u, int) and u > 0 for u in c.hidden_units),
+           "hidden_units", ",".join(map(str, c.hidden_units)),
+           "must be a comma-separated list of positive integers")
+  _require(0.0 < c.validation_fraction < 1.0, "validation_fraction", c.validation_fraction,
+           "must be in (0, 1)")
+  _require(0.0 < c.test_fraction < 1.0, "test_fraction", c.test_fraction, "must be in (0, 1)")
+  _require(c.validation_fraction + c.test_fraction < 0.9, "test_fraction", c.test_fraction,
+           "validation_fraction + test_fraction must leave at least 10% for training")
+  _require(c.clip > 0, "clip", c.clip, "must be > 0")
+  _require(c.logical_cpus >= 0, "logical_cpus", c.logical_cpus, "must be >= 0")
+  _require(c.monitor.startswith("val_") and c.monitor_metric in MONITORABLE, "monitor", c.monitor,
+           f"must be val_ + one of {', '.join(MONITORABLE)}")
+  _require(c.batch_size % c.oversample_chunk == 0 or c.strategy != "oversample",
+           "oversample_chunk", c.oversample_chunk,
+           f"must divide --batch_size={c.batch_size}")
+  _require(c.distribution != "tpu" or bool(c.tpu), "tpu", c.tpu,
+           "--distribution=tpu needs --tpu=<name or grpc://address>")
+  _require(c.seed >= 0, "seed", c.seed, "must be >= 0")

@@ -1,0 +1,100 @@
+"""Choosing and creating the `tf.distribute` strategy a run trains under."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+from engine.config import Config, ConfigError
+
+
+def split_cpu(n: int) -> None:
+  """Splits the first CPU into `n` logical devices, so multi-replica code runs without GPUs.
+
+  Must run before TensorFlow initialises its devices (before any op runs).
+  """
+  if n <= 1:
+    return
+  cpus = tf.config.list_physical_devices("CPU")
+  try:
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+  except RuntimeError as e:
+    raise ConfigError(f"invalid --logical_cpus={n}: TensorFlow is already initialised ({e})")
+
+
+def resolve_distribution(config: Config) -> str:
+  """`auto` picks mirrored for several GPUs, one_device for one, default otherwise."""
+  if config.distribution != "auto":
+    return config.distribution
+  gpus = tf.config.list_logical_devices("GPU")
+  if len(gpus) > 1:
+    return "mirrored"
+  if len(gpus) == 1:
+    return "one_device"
+  if config.logical_cpus > 1:
+    return "mirrored"
+  return "default"
+
+
+def _mirrored_devices(config: Config) -> list[str] | None:
+  gpus = tf.config.list_logical_devices("GPU")
+  if gpus:
+    return None  # MirroredStrategy's own choice: all GPUs.
+  # On CPU only, mirror across the logical CPUs (one replica when the CPU is not split).
+  return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def make_tpu_strategy(tpu: str, resolver_cls=None) -> tf.distribute.Strategy:
+  """Connects to a TPU (a name, or grpc://host:port) and returns a TPUStrategy."""
+  resolver_cls = resolver_cls or tf.distribute.cluster_resolver.TPUClusterResolver
+  resolver = resolver_cls(tpu=tpu)
+  tf.config.experimental_connect_to_cluster(resolver)
+  tf.tpu.experimental.initialize_tpu_system(resolver)
+  return tf.distribute.TPUStrategy(resolver)
+
+
+def make_strategy(config: Config) -> tuple[tf.distribute.Strategy, str]:
+  """Returns the strategy and the resolved distribution name."""
+  name = resolve_distribution(config)
+  if name == "default":
+    return tf.distribute.get_strategy(), name
+  if name == "one_device":
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0"), name
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy(devices=_mirrored_devices(config)), name
+  if name == "multi_worker":
+    if not os.environ.get("TF_CONFIG"):
+      raise ConfigError("invalid --distribution=multi_worker: the TF_CONFIG environment "
+                        "variable is not set (it names the cluster and this worker's task)")
+    try:
+      json.loads(os.environ["TF_CONFIG"])
+    except ValueError as e:
+      raise ConfigError(f"invalid TF_CONFIG: not JSON ({e})") from None
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options), name
+  if name == "tpu":
+    return make_tpu_strategy(config.tpu), name
+  raise ConfigError(f"invalid --distribution={name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """True where this process writes checkpoints, summaries and results."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return True
+  task_type, task_id = resolver.task_type, resolver.task_id
+  if task_type in (None, "chief"):
+    return True
+  cluster = resolver.cluster_spec().as_dict()
+  return task_type == "worker" and task_id == 0 and "chief" not in cluster
+
+
+def log_strategy(strategy: tf.distribute.Strategy, name: str) -> None:
+  logging.info("Distribution: %s (%s), %d replica(s)", name, type(strategy).__name__,
+               strategy.num_replicas_in_sync)

@@ -1,0 +1,238 @@
+"""The outer training loop: epochs, evaluation, summaries, checkpoints, early stopping, results.
+
+`train_and_evaluate(config, model_dir)` is the library's entry point. The compiled inner loops
+live in engine/step.py; everything that talks to the host (logging, files) lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from engine import checkpointing, distribute, evaluation, losses, run_dir
+from engine.config import DEFAULT_OVERSAMPLE_STEPS_PER_EPOCH, Config
+from engine.early_stopping import EarlyStopping
+from engine.metrics import Metrics
+from engine.model import build_model
+from engine.step import make_eval_pass, make_train_loop
+from engine.summaries import Summaries
+from input_pipeline import datasets, preprocessing, sources
+from input_pipeline.errors import DataError
+
+
+class NumericalError(RuntimeError):
+  """The loss became NaN or Inf."""
+
+
+def steps_per_epoch(config: Config, num_train: int) -> int:
+  """Training steps between two evaluations.
+
+  `baseline` and `class_weight`: one pass over the training split in full batches. `oversample`
+  draws with replacement, so an epoch is not a pass; it is a short evaluation interval instead
+  (DEFAULT_OVERSAMPLE_STEPS_PER_EPOCH). `--steps_per_epoch` overrides both.
+  """
+  if config.steps_per_epoch:
+    return config.steps_per_epoch
+  if config.strategy == "oversample":
+    return DEFAULT_OVERSAMPLE_STEPS_PER_EPOCH
+  return max(1, num_train // config.batch_size)
+
+
+def configure_tensorflow(config: Config) -> None:
+  """Process-wide TensorFlow settings; must run before the first op."""
+  distribute.split_cpu(config.logical_cpus)
+  if config.deterministic:
+    tf.keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def load_data(config: Config) -> preprocessing.Splits:
+  frame, source = sources.load_frame(config)
+  logging.info("Data: %s, %d rows, %d columns", source, len(frame), len(frame.columns))
+  splits = preprocessing.prepare(frame, config)
+  for name, c in splits.counts().items():
+    logging.info("  %-10s %7d rows, %4d positives (%.3f%%)", name, c["rows"], c["positives"],
+                 100.0 * c["positives"] / max(1, c["rows"]))
+  n_train = len(splits.y_train)
+  if config.batch_size > n_train:
+    raise DataError(f"--batch_size={config.batch_size} is larger than the training split "
+                    f"({n_train} rows)")
+  return splits
+
+
+def _fmt(values: dict[str, float], keys=("loss", "auc", "prc", "precision", "recall")) -> str:
+  return " ".join(f"{k} {values[k]:.4f}" for k in keys)
+
+
+def train_and_evaluate(config: Config, model_dir: str) -> dict:
+  """Trains, early-stops, checkpoints and evaluates one model; returns results.json's content.
+
+  Running again on the same model_dir resumes from the newest readable checkpoint.
+
+  Raises:
+    ConfigError: an invalid config, or a model_dir that cannot be used.
+    DataError: input data that cannot be used.
+    NumericalError: the training loss became NaN or Inf.
+  """
+  configure_tensorflow(config)
+  strategy, distribution = distribute.make_strategy(config)
+  distribute.log_strategy(strategy, distribution)
+  chief = distribute.is_chief(strategy)
+
+  run_dir.check_writable(model_dir)
+  splits = load_data(config)
+  resuming = run_dir.check_compatible(model_dir, config,
+                                      splits.preprocessor.feature_names)
+  # Everything above only reads. From here on the model directory is written.
+  if config.fresh:
+    run_dir.clear(model_dir)
+  os.makedirs(model_dir, exist_ok=True)
+  run_dir.write_atomic(os.path.join(model_dir, run_dir.CONFIG_FILE), config.to_json() + "\n")
+  splits.preprocessor.save(os.path.join(model_dir, run_dir.PREPROCESSING_FILE))
+
+  num_replicas = strategy.num_replicas_in_sync
+  global_batch = config.batch_size
+  if global_batch % num_replicas:
+    raise DataError(f"--batch_size={global_batch} is not divisible by the {num_replicas} "
+                    "replicas")
+  epoch_steps = steps_per_epoch(config, len(splits.y_train))
+  class_weights = losses.class_weights(splits.y_train, config.strategy)
+  bias = losses.initial_bias(splits.y_train, config.strategy)
+  logging.info("Strategy %s: class weights %s, initial output bias %.4f, %d steps per epoch",
+               config.strategy, np.round(class_weights, 4).tolist(), bias, epoch_steps)
+
+  with strategy.scope():
+    model = build_model(config, num_features=splits.num_features, output_bias=bias)
+    optimizer = tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
+    # Built here, not lazily at the first step: a lazy build inside a multi-replica step fails.
+    optimizer.build(model.trainable_variables)
+    train_metrics, val_metrics = Metrics(), Metrics()
+
+  epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+  train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
+  stopper = EarlyStopping(patience=config.patience,
+                          higher_is_better=config.monitor_higher_is_better)
+  ckpts = checkpointing.Checkpoints(
+      model_dir, model=model, keep=config.checkpoints_to_keep,
+      state=dict(model=model, optimizer=optimizer, epoch=epoch, train_seconds=train_seconds,
+                 early_stopping=stopper))
+  restored = ckpts.restore_latest() if resuming else None
+  if restored:
+    logging.info("Resumed from %s: epoch %d, step %d", restored, int(epoch.numpy()),
+                 int(optimizer.iterations.numpy()))
+  start_step = int(optimizer.iterations.numpy())
+
+  def train_fn(ctx: tf.distribute.InputContext):
+    ds = datasets.train_dataset(
+        splits.x_train, splits.y_train, strategy=config.strategy,
+        batch_size=ctx.get_per_replica_batch_size(global_batch), chunk=config.oversample_chunk,
+        seed=config.seed, pipeline_id=ctx.input_pipeline_id,
+        num_pipelines=ctx.num_input_pipelines,
+        skip=start_step * num_replicas // ctx.num_input_pipelines)
+    return ds
+
+  eval_global = max(num_replicas, config.eval_batch_size // num_replicas * num_replicas)
+
+  def val_fn(ctx: tf.distribute.InputContext):
+    return datasets.eval_dataset(
+        splits.x_val, splits.y_val, batch_size=ctx.get_per_replica_batch_size(eval_global),
+        global_batch_size=eval_global, pipeline_id=ctx.input_pipeline_id,
+        num_pipelines=ctx.num_input_pipelines)
+
+  train_iter = iter(strategy.distribute_datasets_from_function(train_fn))
+  val_data = strategy.distribute_datasets_from_function(val_fn)
+  train_loop = make_train_loop(model=model, optimizer=optimizer, strategy=strategy,
+                               metrics=train_metrics, class_weights=class_weights,
+                               global_batch_size=global_batch, seed=config.seed,
+                               jit_compile=config.jit_compile)
+  eval_pass = make_eval_pass(model=model, strategy=strategy, metrics=val_metrics)
+  summaries = Summaries(model_dir, enabled=chief)
+  if not restored:
+    summaries.text("train", "config", "```\n" + config.to_json() + "\n```")
+
+  while int(epoch.numpy()) < config.epochs and not stopper.should_stop:
+    e = int(epoch.numpy()) + 1
+    first_step = int(optimizer.iterations.numpy())
+    train_metrics.reset()
+    t0 = time.perf_counter()
+    remaining = epoch_steps
+    while remaining > 0:
+      n = min(remaining, config.steps_per_loop)
+      train_loop(train_iter, tf.constant(n, tf.int32))
+      remaining -= n
+    train_result = train_metrics.result()  # Reading a result waits for the steps to finish.
+    dt = time.perf_counter() - t0
+    last_step = int(optimizer.iterations.numpy())
+    if not math.isfinite(train_result["loss"]):
+      raise NumericalError(f"training loss is {train_result['loss']} in epoch {e} (steps "
+                           f"{first_step + 1}-{last_step}); the best checkpoint so far is kept "
+                           f"in {os.path.join(model_dir, checkpointing.BEST)}")
+    train_seconds.assign_add(dt)
+    val_metrics.reset()
+    eval_pass(val_data)
+    val_result = val_metrics.result()
+    examples_per_s = epoch_steps * global_batch / dt
+    train_result["examples_per_second"] = examples_per_s
+    summaries.scalars("train", train_result, e)
+    summaries.scalars("validation", val_result, e)
+    improved = stopper.update(val_result[config.monitor_metric], e)
+    epoch.assign(e)
+    if improved:
+      ckpts.save_best(e)
+    ckpts.save_latest(e)
+    summaries.flush()
+    logging.info("epoch %3d | step %6d | %9.0f examples/s | train %s | val %s%s", e, last_step,
+                 examples_per_s, _fmt(train_result), _fmt(val_result),
+                 " | best" if improved else f" | wait {int(stopper.wait.numpy())}")
+
+  epochs_run = int(epoch.numpy())
+  if stopper.should_stop:
+    logging.info("Early stopping after epoch %d: %s has not improved for %d epochs (best %.4f at "
+                 "epoch %d)", epochs_run, config.monitor, config.patience,
+                 float(stopper.best_value.numpy()), int(stopper.best_epoch.numpy()))
+  best_path = ckpts.restore_best()
+  logging.info("Evaluating the best weights (%s) on the test split", best_path)
+
+  results = evaluate_best(config, model, splits, strategy, val_metrics, eval_pass,
+                          eval_global)
+  results.update({
+      "strategy": config.strategy, "distribution": distribution, "num_replicas": num_replicas,
+      "epochs_run": epochs_run, "best_epoch": int(stopper.best_epoch.numpy()),
+      "steps": int(optimizer.iterations.numpy()), "steps_per_epoch": epoch_steps,
+      "train_seconds": float(train_seconds.numpy()), "monitor": config.monitor,
+      "best_monitor_value": float(stopper.best_value.numpy()),
+      "stopped_early": bool(stopper.should_stop), "data": splits.counts(),
+  })
+  if chief:
+    summaries.scalars("test", results["test"], results["best_epoch"])
+    run_dir.write_json(os.path.join(model_dir, run_dir.RESULTS_FILE), results)
+  summaries.close()
+  print(evaluation.format_table({"validation": results["validation"], "test": results["test"]}))
+  return results
+
+
+def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_global) -> dict:
+  """Exact test and validation metrics of `model`, plus the streaming ones beside them."""
+  host = build_model(config, num_features=splits.num_features, output_bias=0.0)
+  host.set_weights(model.get_weights())
+  out = {}
+  for name, x, y in (("validation", splits.x_val, splits.y_val),
+                     ("test", splits.x_test, splits.y_test)):
+    out[name] = evaluation.exact_metrics(y, evaluation.predict_probabilities(host, x))
+  # The streaming (200-threshold) AUCs on the test split, reported under their own names.
+  test_data = strategy.distribute_datasets_from_function(
+      lambda ctx: datasets.eval_dataset(
+          splits.x_test, splits.y_test, batch_size=ctx.get_per_replica_batch_size(eval_global),
+          global_batch_size=eval_global, pipeline_id=ctx.input_pipeline_id,
+          num_pipelines=ctx.num_input_pipelines))
+  metrics.reset()
+  eval_pass(test_data)
+  streaming = metrics.result()
+  out["test"]["auc_streaming"] = streaming["auc"]
+  out["test"]["prc_streaming"] = streaming["prc"]
+  return out

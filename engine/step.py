@@ -1,0 +1,64 @@
+"""The compiled inner loops: training steps and evaluation passes. Maths and metric updates only.
+
+The Python outer loop (engine/loop.py) owns everything else. Many steps run per call
+(`for _ in tf.range(num_steps)`), with the count passed as a tensor so nothing retraces.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from engine import losses
+
+
+def make_train_loop(*, model, optimizer, strategy, metrics, class_weights, global_batch_size: int,
+                    seed: int, jit_compile: bool = False):
+  """Returns `train_loop(iterator, num_steps)`, a tf.function running num_steps steps."""
+  cw = tf.constant(class_weights, tf.float32)
+  num_replicas = strategy.num_replicas_in_sync
+
+  @tf.function(jit_compile=jit_compile)
+  def compute(x, y, dropout_seed):
+    with tf.GradientTape() as tape:
+      logits = model(x, training=True, dropout_seed=dropout_seed)
+      weights = tf.gather(cw, y)
+      loss = losses.weighted_loss(y, logits, weights, global_batch_size)
+    grads = tape.gradient(loss, model.trainable_variables)
+    return logits, weights, grads
+
+  def replica_step(batch):
+    x, y = batch
+    replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+    # Stateless dropout seed: (run seed, global step * replicas + replica). Distinct per replica
+    # and step, and the same again when a resumed run replays the step.
+    dropout_seed = tf.stack([tf.constant(seed, tf.int64),
+                             tf.cast(optimizer.iterations, tf.int64) * num_replicas + replica])
+    logits, weights, grads = compute(x, y, dropout_seed)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    metrics.update(y, tf.sigmoid(logits), losses.per_example_loss(y, logits) * weights)
+
+  @tf.function
+  def train_loop(iterator, num_steps):
+    for _ in tf.range(num_steps):
+      strategy.run(replica_step, args=(next(iterator),))
+
+  return train_loop
+
+
+def make_eval_pass(*, model, strategy, metrics):
+  """Returns `eval_pass(dataset)`: one pass over a distributed (x, y, mask) dataset.
+
+  Validation loss is unweighted, as Keras reports it: class weights shape training only.
+  """
+
+  def replica_step(batch):
+    x, y, mask = batch
+    logits = model(x, training=False)
+    metrics.update(y, tf.sigmoid(logits), losses.per_example_loss(y, logits), mask)
+
+  @tf.function
+  def eval_pass(dataset):
+    for batch in dataset:
+      strategy.run(replica_step, args=(batch,))
+
+  return eval_pass

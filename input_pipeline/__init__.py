@@ -1,0 +1,1 @@
+"""Input pipeline: data sources, preprocessing, and tf.data datasets."""

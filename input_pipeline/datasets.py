@@ -1,0 +1,123 @@
+"""tf.data pipelines: the training stream for each imbalance strategy, and evaluation sets.
+
+All training streams are infinite; the loop counts steps. Rows are not shuffled one by one:
+each pass over a class is a stateless permutation of its row indices (seeded by the seed and
+the pass number), cut into chunks of row indices. Indices are cheap to move through tf.data;
+the rows themselves are gathered once per batch from in-memory tensors.
+
+`oversample` keeps `tf.data.Dataset.sample_from_datasets` as the mechanism that balances the
+classes, but it mixes chunks of `oversample_chunk` rows of one class rather than single rows.
+Element-wise mixing costs tens of microseconds per row in tf.data and capped the tutorial's
+pipeline at ~20k rows/s on 2 cores; mixing chunks of 64 does the same draw 64x less often. Each
+chunk is all-positive or all-negative with probability 1/2, so the positive share of a batch is
+0.5 on average (the per-batch spread grows with the chunk size; tests check both).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+# Passes over a class are numbered; this many is "forever" for any run.
+_MAX_PASSES = 2**62
+
+
+def _pass_seed(seed: int, stream: int) -> tf.Tensor:
+  # Distinct streams (class, input pipeline) must draw independent permutations.
+  return tf.constant(seed * 1_000_003 + stream, tf.int64)
+
+
+def index_chunks(rows: np.ndarray, *, chunk: int, seed: int, stream: int) -> tf.data.Dataset:
+  """Infinite dataset of int32 [chunk] vectors of entries of `rows`, shuffled each pass.
+
+  Every pass is a fresh permutation; the last `len(rows) % chunk` of each pass are dropped
+  (different ones each pass). A class smaller than one chunk is tiled first.
+  """
+  rows = tf.constant(np.asarray(rows, np.int32))
+  n = int(rows.shape[0])
+  reps = max(1, math.ceil(chunk / n))
+  per_pass = (n * reps) // chunk
+  base_seed = _pass_seed(seed, stream)
+
+  def one_pass(p):
+    idx = tf.tile(rows, [reps])
+    idx = tf.random.experimental.stateless_shuffle(idx, seed=tf.stack([base_seed, p]))
+    return tf.reshape(idx[:per_pass * chunk], [per_pass, chunk])
+
+  return tf.data.Dataset.range(_MAX_PASSES).map(one_pass).unbatch()
+
+
+def _gather_rows(x: tf.Tensor, y: tf.Tensor):
+  def gather(idx):
+    idx = tf.reshape(idx, [-1])
+    return tf.gather(x, idx), tf.gather(y, idx)
+  return gather
+
+
+def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: int, chunk: int,
+                  seed: int, pipeline_id: int = 0, num_pipelines: int = 1,
+                  skip: int = 0) -> tf.data.Dataset:
+  """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
+
+  Args:
+    x: scaled training features.
+    y: 0/1 training labels.
+    strategy: "baseline", "class_weight" or "oversample".
+    batch_size: rows per element (the per-replica batch under tf.distribute).
+    chunk: rows per class chunk that `sample_from_datasets` mixes (oversample only).
+    seed: seeds every permutation and the class draw.
+    pipeline_id: this input pipeline's index; rows are sharded across pipelines.
+    num_pipelines: how many input pipelines (workers) read the data.
+    skip: elements to skip, so a resumed run continues the exact stream it stopped in. The
+      stream is a pure function of the seed, so skipping replays it; skipping happens on row
+      indices, before any row is gathered, so it is cheap.
+
+  Returns:
+    An infinite, batched (drop_remainder), prefetched dataset.
+  """
+  rows = np.arange(len(y))[pipeline_id::num_pipelines]
+  labels = np.asarray(y)[rows]
+  gather = _gather_rows(tf.constant(x, tf.float32), tf.constant(y, tf.int32))
+  stream = 2 * pipeline_id
+  if strategy == "oversample":
+    chunk = math.gcd(chunk, batch_size)
+    pos = index_chunks(rows[labels == 1], chunk=chunk, seed=seed, stream=stream + 1)
+    neg = index_chunks(rows[labels == 0], chunk=chunk, seed=seed, stream=stream)
+    # Weights are normalised already: half the chunks, so half the rows, are positive.
+    mixed = tf.data.Dataset.sample_from_datasets([pos, neg], weights=[0.5, 0.5],
+                                                 seed=seed * 7919 + pipeline_id)
+    ds = mixed.batch(batch_size // chunk, drop_remainder=True)
+  else:
+    ds = index_chunks(rows, chunk=batch_size, seed=seed, stream=stream)
+  if skip:
+    ds = ds.skip(skip)
+  ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def pad_for_eval(x: np.ndarray, y: np.ndarray, multiple: int):
+  """Pads to a multiple of `multiple` rows; returns (x, y, mask) with mask 0 on padding.
+
+  Static shapes everywhere (TPU needs them; elsewhere they avoid a retrace for a short last
+  batch); the mask keeps padding out of every metric.
+  """
+  n = len(y)
+  total = max(multiple, -(-n // multiple) * multiple)
+  pad = total - n
+  xp = np.concatenate([x, np.zeros((pad, x.shape[1]), np.float32)]).astype(np.float32)
+  yp = np.concatenate([y, np.zeros(pad, y.dtype)]).astype(np.int32)
+  mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+  return xp, yp, mask
+
+
+def eval_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, global_batch_size: int,
+                 pipeline_id: int = 0, num_pipelines: int = 1) -> tf.data.Dataset:
+  """A finite, cached dataset of (features, labels, mask) batches for evaluation."""
+  xp, yp, mask = pad_for_eval(x, y, global_batch_size)
+  ds = tf.data.Dataset.from_tensor_slices((xp, yp, mask))
+  ds = ds.batch(batch_size, drop_remainder=True)
+  if num_pipelines > 1:
+    ds = ds.shard(num_pipelines, pipeline_id)
+  return ds.cache().prefetch(tf.data.AUTOTUNE)

