@@ -118,13 +118,40 @@ def config_from_flags():
       fresh=FLAGS.fresh, checkpoints_to_keep=FLAGS.checkpoints_to_keep)
 
 
+def import_tensorflow_quietly() -> None:
+  """Imports TensorFlow and lists devices with the C++ start-up lines held back.
+
+  Those lines (oneDNN notices, "could not find cuda drivers", a failed cuInit on machines without
+  a GPU) bypass TF_CPP_MIN_LOG_LEVEL and would bury the one line a failed run prints. They are
+  replayed if the import itself fails.
+  """
+  import tempfile
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      import tensorflow as tf
+      tf.config.list_physical_devices()
+    except BaseException:
+      os.dup2(saved, 2)
+      held.seek(0)
+      sys.stderr.write(held.read().decode(errors="replace"))
+      raise
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     fail(f"unexpected argument(s): {' '.join(argv[1:])} (flags take the form --name=value)")
   # Logs go to stdout; stderr carries only errors, so a failed run's stderr is its reason.
   logging.get_absl_handler().python_handler.stream = sys.stdout
-  import logging as std_logging
-  std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # per-save INFO chatter
+  import_tensorflow_quietly()
+  # TensorFlow's checkpoint writer logs an INFO line per save through absl's root logger.
+  logging.get_absl_handler().addFilter(
+      lambda r: r.levelno > logging.converter.STANDARD_INFO or r.module != "functional_saver")
   from engine.config import ConfigError
   from input_pipeline.errors import DataError
   try:

@@ -1,0 +1,61 @@
+"""Shared test helpers: small data, the real data when present, and running main.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The real credit-card set, where the workplace provides it beside the repository.
+REAL_DATA = os.environ.get("IMBALANCED_ENGINE_REAL_DATA",
+                           os.path.join(ROOT, "..", "shared", "data", "creditcard.csv.gz"))
+
+
+def real_data_path() -> str:
+  if not os.path.exists(REAL_DATA):
+    pytest.skip(f"the real credit-card data is not at {REAL_DATA} "
+                "(set IMBALANCED_ENGINE_REAL_DATA to run this test)")
+  return REAL_DATA
+
+
+def run_main(*flags: str, timeout: float = 300, env: dict | None = None):
+  """Runs main.py in a fresh process (as a user does); returns the CompletedProcess."""
+  full_env = dict(os.environ)
+  full_env.update(env or {})
+  return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *flags],
+                        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=full_env)
+
+
+def read_json(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def small_frame(rows: int = 2000, positives: int = 40, seed: int = 0) -> pd.DataFrame:
+  """A small separable frame with credit-card columns."""
+  rng = np.random.default_rng(seed)
+  y = np.zeros(rows, np.int64)
+  y[:positives] = 1
+  rng.shuffle(y)
+  v = rng.standard_normal((rows, 28))
+  v[y == 1, :3] += 3.0
+  frame = pd.DataFrame(v, columns=[f"V{i}" for i in range(1, 29)])
+  frame.insert(0, "Time", np.arange(rows, dtype=np.float64))
+  frame["Amount"] = rng.uniform(0, 100, rows).round(2)
+  frame["Class"] = y
+  return frame
+
+
+@pytest.fixture
+def csv_path(tmp_path):
+  path = tmp_path / "data.csv"
+  small_frame().to_csv(path, index=False)
+  return str(path)

@@ -1,0 +1,74 @@
+import pytest
+
+from engine.config import Config, ConfigError
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("epochs", 0, "--epochs=0"),
+    ("epochs", -1, "--epochs=-1"),
+    ("batch_size", 0, "--batch_size=0"),
+    ("patience", 0, "--patience=0"),
+    ("steps_per_loop", 0, "--steps_per_loop=0"),
+    ("steps_per_epoch", 0, "--steps_per_epoch=0"),
+    ("learning_rate", 0.0, "--learning_rate=0.0"),
+    ("learning_rate", -1e-3, "--learning_rate=-0.001"),
+    ("learning_rate", float("nan"), "--learning_rate=nan"),
+    ("strategy", "smote", "--strategy='smote'"),
+    ("distribution", "horovod", "--distribution='horovod'"),
+    ("dropout", 1.0, "--dropout=1.0"),
+    ("dropout", -0.1, "--dropout=-0.1"),
+    ("hidden_units", (), "--hidden_units="),
+    ("hidden_units", (16, 0), "--hidden_units='16,0'"),
+    ("monitor", "prc", "--monitor='prc'"),
+    ("monitor", "val_f1", "--monitor='val_f1'"),
+    ("validation_fraction", 0.0, "--validation_fraction=0.0"),
+    ("test_fraction", 1.0, "--test_fraction=1.0"),
+    ("oversample_chunk", 3000, "--oversample_chunk=3000"),
+    ("logical_cpus", -1, "--logical_cpus=-1"),
+    ("seed", -1, "--seed=-1"),
+])
+def test_invalid_values_name_the_flag_and_value(field, value, message):
+  with pytest.raises(ConfigError) as e:
+    Config(**{field: value})
+  assert message in str(e.value)
+
+
+def test_fractions_must_leave_training_rows():
+  with pytest.raises(ConfigError, match="at least 10% for training"):
+    Config(validation_fraction=0.5, test_fraction=0.45)
+
+
+def test_tpu_needs_an_address():
+  with pytest.raises(ConfigError, match="--tpu"):
+    Config(distribution="tpu")
+  assert Config(distribution="tpu", tpu="grpc://10.0.0.2:8470").tpu
+
+
+def test_chunk_only_constrains_oversample():
+  Config(strategy="baseline", batch_size=100, oversample_chunk=64)
+  with pytest.raises(ConfigError):
+    Config(strategy="oversample", batch_size=100, oversample_chunk=64)
+
+
+@pytest.mark.parametrize("monitor,higher", [("val_prc", True), ("val_auc", True),
+                                            ("val_loss", False), ("val_fn", False),
+                                            ("val_recall", True)])
+def test_monitor_direction(monitor, higher):
+  c = Config(monitor=monitor)
+  assert c.monitor_higher_is_better is higher
+  assert c.monitor_metric == monitor[4:]
+
+
+def test_defaults_match_the_documented_recipe():
+  c = Config()
+  assert (c.strategy, c.epochs, c.batch_size, c.learning_rate, c.patience, c.monitor) == (
+      "oversample", 100, 2048, 1e-3, 10, "val_prc")
+  assert c.hidden_units == (16,) and c.dropout == 0.5
+
+
+def test_config_is_frozen_and_serialisable():
+  c = Config()
+  with pytest.raises(Exception):
+    c.epochs = 3  # type: ignore[misc]
+  assert '"hidden_units": [\n    16\n  ]' in c.to_json()
+  assert c.replace(epochs=3).epochs == 3
