@@ -15,7 +15,10 @@ STRATEGIES = ("baseline", "class_weight", "oversample")
 DISTRIBUTIONS = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 DATASETS = ("creditcard", "synthetic")
 # Metrics the early-stopping monitor may name: `val_` + one of these.
-MONITORABLE = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc")
+# `auc_exact` and `prc_exact` are computed over all validation predictions; the others are the
+# streaming Keras metrics.
+MONITORABLE = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc",
+               "auc_exact", "prc_exact")
 
 # The tutorial evaluates its oversampled model every 20 steps ("an epoch is not a pass over
 # the data"); the same short interval lets early stopping react before the model overfits

@@ -151,6 +151,7 @@ def train_and_evaluate(config: Config, model_dir: str) -> dict:
                                global_batch_size=global_batch, seed=config.seed,
                                jit_compile=config.jit_compile)
   eval_pass = make_eval_pass(model=model, strategy=strategy, metrics=val_metrics)
+  host = build_model(config, num_features=splits.num_features, output_bias=0.0)
   summaries = Summaries(model_dir, enabled=chief)
   if not restored:
     summaries.text("train", "config", "```\n" + config.to_json() + "\n```")
@@ -176,6 +177,7 @@ def train_and_evaluate(config: Config, model_dir: str) -> dict:
     val_metrics.reset()
     eval_pass(val_data)
     val_result = val_metrics.result()
+    val_result.update(exact_validation(host, model, splits))
     examples_per_s = epoch_steps * global_batch / dt
     train_result["examples_per_second"] = examples_per_s
     summaries.scalars("train", train_result, e)
@@ -214,6 +216,14 @@ def train_and_evaluate(config: Config, model_dir: str) -> dict:
   summaries.close()
   print(evaluation.format_table({"validation": results["validation"], "test": results["test"]}))
   return results
+
+
+def exact_validation(host, model, splits) -> dict[str, float]:
+  """ROC-AUC and PR-AUC over all validation predictions, on a host copy of the weights."""
+  host.set_weights(model.get_weights())
+  exact = evaluation.exact_metrics(splits.y_val,
+                                   evaluation.predict_probabilities(host, splits.x_val))
+  return {"auc_exact": exact["auc"], "prc_exact": exact["prc"]}
 
 
 def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_global) -> dict:

@@ -22,10 +22,14 @@ class Classifier(keras.Model):
   def __init__(self, *, hidden_units, dropout: float, output_bias: float, seed: int, **kwargs):
     super().__init__(**kwargs)
     self.rate = float(dropout)
-    self.hidden = [
-        keras.layers.Dense(units, activation="relu", name=f"dense_{i}",
-                           kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i))
-        for i, units in enumerate(hidden_units)]
+    self.hidden = []
+    for i, units in enumerate(hidden_units):
+      layer = keras.layers.Dense(units, activation="relu", name=f"dense_{i}",
+                                 kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i))
+      # An attribute each, not only a list entry: tf.train.Checkpoint follows attributes of a
+      # Keras 3 model but not the layers inside a Python list (they would not be saved).
+      setattr(self, f"dense_{i}", layer)
+      self.hidden.append(layer)
     self.logit = keras.layers.Dense(
         1, name="logit",
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed + len(hidden_units)),

@@ -1,0 +1,97 @@
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from engine.checkpointing import Checkpoints
+from engine.config import Config
+from engine.early_stopping import EarlyStopping
+from engine.model import build_model
+
+
+def _state(seed=0):
+  model = build_model(Config(seed=seed), num_features=3, output_bias=0.0)
+  optimizer = tf.keras.optimizers.Adam()
+  optimizer.build(model.trainable_variables)
+  stopper = EarlyStopping(patience=3, higher_is_better=True)
+  epoch = tf.Variable(0, dtype=tf.int64)
+  return model, optimizer, stopper, epoch
+
+
+def _checkpoints(model_dir, model, optimizer, stopper, epoch, keep=3):
+  return Checkpoints(str(model_dir), model=model, keep=keep,
+                     state=dict(model=model, optimizer=optimizer, early_stopping=stopper,
+                                epoch=epoch))
+
+
+def _train_a_bit(model, optimizer):
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(model(tf.ones([4, 3])) ** 2)
+  optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                model.trainable_variables))
+
+
+def test_round_trip_restores_everything(tmp_path):
+  model, optimizer, stopper, epoch = _state()
+  ckpts = _checkpoints(tmp_path, model, optimizer, stopper, epoch)
+  _train_a_bit(model, optimizer)
+  stopper.update(0.7, 1)
+  stopper.update(0.6, 2)
+  epoch.assign(2)
+  ckpts.save_latest(2)
+  saved = [w.copy() for w in model.get_weights()]
+  slots = [v.numpy().copy() for v in optimizer.variables]
+
+  model2, optimizer2, stopper2, epoch2 = _state(seed=1)
+  ckpts2 = _checkpoints(tmp_path, model2, optimizer2, stopper2, epoch2)
+  assert ckpts2.restore_latest().endswith("ckpt-2")
+  assert all(np.array_equal(a, b) for a, b in zip(saved, model2.get_weights()))
+  assert all(np.array_equal(a, v.numpy()) for a, v in zip(slots, optimizer2.variables))
+  assert int(optimizer2.iterations.numpy()) == 1
+  assert int(epoch2.numpy()) == 2
+  assert stopper2.state() == {"best_value": 0.7, "best_epoch": 1, "wait": 1, "patience": 3}
+
+
+def test_nothing_to_restore(tmp_path):
+  model, optimizer, stopper, epoch = _state()
+  assert _checkpoints(tmp_path, model, optimizer, stopper, epoch).restore_latest() is None
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, caplog):
+  model, optimizer, stopper, epoch = _state()
+  ckpts = _checkpoints(tmp_path, model, optimizer, stopper, epoch)
+  epoch.assign(1)
+  ckpts.save_latest(1)
+  epoch.assign(2)
+  ckpts.save_latest(2)
+  data = [f for f in os.listdir(tmp_path / "checkpoints") if f.startswith("ckpt-2.data")]
+  with open(tmp_path / "checkpoints" / data[0], "r+b") as f:
+    f.truncate(10)
+
+  model2, optimizer2, stopper2, epoch2 = _state()
+  ckpts2 = _checkpoints(tmp_path, model2, optimizer2, stopper2, epoch2)
+  with caplog.at_level("WARNING"):
+    path = ckpts2.restore_latest()
+  assert path.endswith("ckpt-1")
+  assert int(epoch2.numpy()) == 1
+  assert "ckpt-2" in caplog.text
+
+
+def test_best_weights_are_kept_apart(tmp_path):
+  model, optimizer, stopper, epoch = _state()
+  ckpts = _checkpoints(tmp_path, model, optimizer, stopper, epoch)
+  ckpts.save_best(1)
+  best = [w.copy() for w in model.get_weights()]
+  _train_a_bit(model, optimizer)
+  ckpts.save_latest(2)
+  assert not np.array_equal(best[0], model.get_weights()[0])
+  assert ckpts.restore_best().endswith("ckpt-1")
+  assert all(np.array_equal(a, b) for a, b in zip(best, model.get_weights()))
+
+
+def test_keeps_the_last_n(tmp_path):
+  model, optimizer, stopper, epoch = _state()
+  ckpts = _checkpoints(tmp_path, model, optimizer, stopper, epoch, keep=2)
+  for step in range(1, 5):
+    ckpts.save_latest(step)
+  assert [os.path.basename(p) for p in ckpts.latest_manager.checkpoints] == ["ckpt-3", "ckpt-4"]

@@ -1,0 +1,38 @@
+import numpy as np
+import tensorflow as tf
+
+from engine.config import Config
+from engine.model import build_model, replica_dropout
+
+
+def test_shapes_bias_and_seeded_init():
+  config = Config(hidden_units=(8, 4))
+  model = build_model(config, num_features=5, output_bias=-3.0)
+  assert [v.shape for v in model.trainable_variables] == [(5, 8), (8,), (8, 4), (4,), (4, 1),
+                                                          (1,)]
+  assert np.allclose(model.logit.bias.numpy(), -3.0)
+  again = build_model(config, num_features=5, output_bias=-3.0)
+  assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), again.get_weights()))
+  other = build_model(config.replace(seed=1), num_features=5, output_bias=-3.0)
+  assert not np.array_equal(model.get_weights()[0], other.get_weights()[0])
+  assert model(tf.zeros([7, 5])).shape == (7,)
+
+
+def test_dropout_masks_depend_on_the_seed_only():
+  x = tf.ones([64, 16])
+  a = replica_dropout(x, 0.5, tf.constant([0, 10], tf.int64))
+  b = replica_dropout(x, 0.5, tf.constant([0, 10], tf.int64))
+  c = replica_dropout(x, 0.5, tf.constant([0, 11], tf.int64))  # the next replica or step
+  assert np.array_equal(a.numpy(), b.numpy())
+  assert not np.array_equal(a.numpy() > 0, c.numpy() > 0)
+  kept = (a.numpy() > 0).mean()
+  assert 0.4 < kept < 0.6
+  assert np.allclose(a.numpy()[a.numpy() > 0], 2.0)  # inverted dropout keeps the expectation
+
+
+def test_dropout_only_in_training():
+  model = build_model(Config(), num_features=3, output_bias=0.0)
+  x = tf.random.stateless_normal([32, 3], seed=[1, 2])
+  assert np.array_equal(model(x).numpy(), model(x, training=False).numpy())
+  seed = tf.constant([0, 5], tf.int64)
+  assert not np.array_equal(model(x, training=True, dropout_seed=seed).numpy(), model(x).numpy())

@@ -1,0 +1,127 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.config import Config
+from input_pipeline import preprocessing
+from input_pipeline.errors import DataError
+from tests.conftest import small_frame
+
+
+@pytest.mark.parametrize("values,expected", [
+    ([0, 1, 1], [0, 1, 1]),
+    ([0.0, 1.0], [0, 1]),
+    (["true", "False", "TRUE"], [1, 0, 1]),
+    (["0", "1"], [0, 1]),
+    ([True, False], [1, 0]),
+])
+def test_parse_labels_accepts_binary_forms(values, expected):
+  assert preprocessing.parse_labels(pd.Series(values), "y").tolist() == expected
+
+
+@pytest.mark.parametrize("values,message", [
+    ([0, 1, 2], "other values"),
+    ([0, -1], "other values"),
+    ([0.0, 0.5], "other values"),
+    (["yes!", "no"], "other values"),
+    ([0, None], "empty"),
+])
+def test_parse_labels_refuses_others(values, message):
+  with pytest.raises(DataError, match=message):
+    preprocessing.parse_labels(pd.Series(values), "y")
+
+
+def test_validate_features_errors():
+  frame = small_frame(200, 10)
+  with pytest.raises(DataError, match="label column 'label' not found"):
+    preprocessing.validate_features(frame, "label", False)
+  text = frame.copy()
+  text["V3"] = text["V3"].astype(object)
+  text.loc[5, "V3"] = "abc"
+  with pytest.raises(DataError, match="feature column 'V3' is not numeric.*'abc'"):
+    preprocessing.validate_features(text, "Class", False)
+  one_class = frame.assign(Class=0)
+  with pytest.raises(DataError, match="only class 0"):
+    preprocessing.validate_features(one_class, "Class", False)
+
+
+def test_non_finite_rows_are_refused_or_dropped():
+  frame = small_frame(200, 10)
+  frame.loc[3, "V1"] = np.nan
+  frame.loc[4, "V2"] = np.inf
+  with pytest.raises(DataError, match=r"2 row\(s\) have NaN or Inf features \(1 NaN, 1 Inf"):
+    preprocessing.validate_features(frame, "Class", False)
+  features, labels = preprocessing.validate_features(frame, "Class", True)
+  assert len(features) == len(labels) == 198
+
+
+@pytest.mark.parametrize("positives,ok", [(2, False), (3, False), (4, True), (10, True)])
+def test_stratified_split_needs_a_positive_in_every_split(positives, ok):
+  labels = np.zeros(1000, np.int64)
+  labels[:positives] = 1
+  kwargs = dict(validation_fraction=0.16, test_fraction=0.2, seed=0)
+  if not ok:
+    with pytest.raises(DataError, match="too few to stratify"):
+      preprocessing.stratified_split(labels, **kwargs)
+    return
+  train, val, test = preprocessing.stratified_split(labels, **kwargs)
+  for part in (train, val, test):
+    assert labels[part].sum() >= 1
+  all_rows = np.concatenate([train, val, test])
+  assert sorted(all_rows.tolist()) == list(range(1000))  # a partition: no row lost or repeated
+
+
+def test_split_is_stratified_seeded_and_64_16_20():
+  labels = np.zeros(10_000, np.int64)
+  labels[:100] = 1
+  a = preprocessing.stratified_split(labels, validation_fraction=0.16, test_fraction=0.2, seed=1)
+  b = preprocessing.stratified_split(labels, validation_fraction=0.16, test_fraction=0.2, seed=1)
+  c = preprocessing.stratified_split(labels, validation_fraction=0.16, test_fraction=0.2, seed=2)
+  assert all(np.array_equal(x, y) for x, y in zip(a, b))
+  assert not np.array_equal(a[0], c[0])
+  assert [len(p) for p in a] == [6400, 1600, 2000]
+  assert [int(labels[p].sum()) for p in a] == [64, 16, 20]
+
+
+def test_prepare_cleans_scales_on_train_only_and_clips():
+  frame = small_frame(2000, 40)
+  frame.loc[0, "V5"] = 1e6  # an outlier that clipping must bound
+  splits = preprocessing.prepare(frame, Config(dataset="synthetic"))
+  pre = splits.preprocessor
+  assert pre.drop_time and pre.log_amount
+  assert "Time" not in pre.feature_names and pre.feature_names[-1] == "Log Amount"
+  assert splits.num_features == 29
+  assert np.allclose(splits.x_train.mean(axis=0), 0.0, atol=0.05)
+  for x in (splits.x_train, splits.x_val, splits.x_test):
+    assert x.dtype == np.float32 and np.abs(x).max() <= 5.0
+  # The scaler saw the training rows only: its mean is the training rows' mean, not all rows'.
+  cleaned = pre.clean(frame.drop(columns="Class")).to_numpy()
+  train, _, _ = preprocessing.stratified_split(frame["Class"].to_numpy(), validation_fraction=0.16,
+                                               test_fraction=0.2, seed=0)
+  assert np.allclose(pre.mean, cleaned[train].mean(axis=0))
+  assert not np.allclose(pre.mean, cleaned.mean(axis=0))
+  # The Amount transform is log(Amount + 0.001).
+  amount = frame["Amount"].to_numpy()
+  assert np.allclose(pre.clean(frame)["Log Amount"], np.log(amount + 0.001))
+
+
+def test_preprocessor_round_trip_scores_raw_rows(tmp_path):
+  frame = small_frame(500, 10)
+  splits = preprocessing.prepare(frame, Config(dataset="synthetic"))
+  path = tmp_path / "pre.json"
+  splits.preprocessor.save(str(path))
+  loaded = preprocessing.Preprocessor.load(str(path))
+  raw = frame.drop(columns="Class")
+  assert np.array_equal(loaded(raw), splits.preprocessor(raw))
+  with pytest.raises(DataError, match="missing feature column"):
+    loaded(raw.drop(columns="V7"))
+
+
+def test_generic_csv_without_credit_card_columns():
+  rng = np.random.default_rng(0)
+  frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300),
+                        "is_fraud": (rng.random(300) < 0.1).astype(int)})
+  frame.loc[:5, "is_fraud"] = 1
+  splits = preprocessing.prepare(frame, Config(label_column="is_fraud"))
+  assert splits.preprocessor.feature_names == ["a", "b"]
+  assert not splits.preprocessor.drop_time and not splits.preprocessor.log_amount
