@@ -1,0 +1,120 @@
+"""End-to-end: the real entry point, in fresh processes, shrunk from the production config."""
+
+import os
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import read_json, run_main
+
+TINY = ("--dataset=synthetic", "--synthetic_rows=20000", "--batch_size=256",
+        "--steps_per_epoch=5", "--eval_batch_size=1024")
+METRICS = {"loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc"}
+
+
+def _tags(log_dir):
+  acc = EventAccumulator(log_dir, size_guidance={"tensors": 0})
+  acc.Reload()
+  return set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  model_dir = str(tmp_path_factory.mktemp("run"))
+  proc = run_main(*TINY, "--epochs=3", f"--model_dir={model_dir}", "--deterministic")
+  assert proc.returncode == 0, proc.stderr
+  return model_dir, proc
+
+
+def test_end_to_end_writes_results_checkpoints_and_logs(tiny_run):
+  model_dir, proc = tiny_run
+  results = read_json(os.path.join(model_dir, "results.json"))
+  assert results["strategy"] == "oversample"
+  assert results["distribution"] == "default" and results["num_replicas"] == 1
+  assert results["epochs_run"] == 3 and results["steps"] == 15
+  assert 1 <= results["best_epoch"] <= 3
+  assert results["train_seconds"] > 0
+  assert METRICS <= set(results["test"])
+  assert {"auc_streaming", "prc_streaming"} <= set(results["test"])
+  test = results["test"]
+  assert test["tp"] + test["fn"] == results["data"]["test"]["positives"]
+  assert test["tp"] + test["fp"] + test["tn"] + test["fn"] == results["data"]["test"]["rows"]
+  files = set(os.listdir(os.path.join(model_dir, "checkpoints")))
+  assert {"checkpoint", "ckpt-3.index"} <= files
+  assert any(f.startswith("ckpt-3.data") for f in files)
+  assert any(f.endswith(".index") for f in os.listdir(os.path.join(model_dir, "best")))
+  for name in ("config.json", "preprocessing.json"):
+    assert os.path.exists(os.path.join(model_dir, name))
+  train_tags = _tags(os.path.join(model_dir, "logs", "train"))
+  val_tags = _tags(os.path.join(model_dir, "logs", "validation"))
+  assert METRICS | {"examples_per_second"} <= train_tags
+  assert METRICS | {"auc_exact", "prc_exact"} <= val_tags
+  assert METRICS <= _tags(os.path.join(model_dir, "logs", "test"))
+  # One log line per epoch, on stdout; stderr stays empty on success.
+  assert sum("| step" in line for line in proc.stdout.splitlines()) == 3
+  assert proc.stderr.strip() == ""
+
+
+def test_rerun_resumes_and_matches_an_uninterrupted_run(tiny_run, tmp_path):
+  straight_dir, _ = tiny_run
+  model_dir = str(tmp_path / "resumed")
+  first = run_main(*TINY, "--epochs=1", f"--model_dir={model_dir}", "--deterministic")
+  assert first.returncode == 0, first.stderr
+  second = run_main(*TINY, "--epochs=3", f"--model_dir={model_dir}", "--deterministic")
+  assert second.returncode == 0, second.stderr
+  assert "Resumed from" in second.stdout and "epoch 1, step 5" in second.stdout
+  resumed = read_json(os.path.join(model_dir, "results.json"))
+  straight = read_json(os.path.join(straight_dir, "results.json"))
+  assert resumed["steps"] == 15 and resumed["epochs_run"] == 3
+  for key in ("loss", "auc", "prc", "tp", "fp"):
+    assert resumed["test"][key] == pytest.approx(straight["test"][key], abs=1e-6), key
+  # A finished run started again does no more work.
+  third = run_main(*TINY, "--epochs=3", f"--model_dir={model_dir}", "--deterministic")
+  assert third.returncode == 0 and "| step" not in third.stdout
+
+
+def test_fresh_starts_over(tiny_run, tmp_path):
+  model_dir = str(tmp_path / "fresh")
+  assert run_main(*TINY, "--epochs=1", f"--model_dir={model_dir}").returncode == 0
+  proc = run_main(*TINY, "--epochs=1", f"--model_dir={model_dir}", "--fresh")
+  assert proc.returncode == 0 and "Resumed" not in proc.stdout
+  assert read_json(os.path.join(model_dir, "results.json"))["steps"] == 5
+
+
+def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
+  common = ("--dataset=synthetic", "--synthetic_rows=40000", "--batch_size=512",
+            "--steps_per_epoch=20", "--epochs=4", "--learning_rate=3e-3")
+  single = run_main(*common, f"--model_dir={tmp_path / 'one'}")
+  mirrored = run_main(*common, "--logical_cpus=2", "--distribution=mirrored",
+                      f"--model_dir={tmp_path / 'two'}")
+  assert single.returncode == 0, single.stderr
+  assert mirrored.returncode == 0, mirrored.stderr
+  one = read_json(str(tmp_path / "one" / "results.json"))
+  two = read_json(str(tmp_path / "two" / "results.json"))
+  assert two["num_replicas"] == 2 and two["distribution"] == "mirrored"
+  assert one["num_replicas"] == 1
+  assert two["steps"] == one["steps"] == 80
+  assert two["test"]["auc"] == pytest.approx(one["test"]["auc"], abs=0.01)
+  assert one["test"]["auc"] > 0.9  # the runs learned something, so the comparison means something
+
+
+@pytest.mark.parametrize("flags,message", [
+    (("--epochs=0",), "--epochs=0"),
+    (("--batch_size=-5",), "--batch_size=-5"),
+    (("--learning_rate=0",), "--learning_rate=0"),
+    (("--patience=0",), "--patience=0"),
+    (("--strategy=smote",), "--strategy"),
+    (("--distribution=horovod",), "--distribution"),
+    (("--hidden_units=16,x",), "--hidden_units"),
+    (("--monitor=val_f1",), "--monitor"),
+    (("--no_such_flag=1",), "no_such_flag"),
+    (("positional",), "unexpected argument"),
+])
+def test_bad_flags_fail_with_one_line(flags, message, tmp_path):
+  model_dir = tmp_path / "run"
+  proc = run_main(*flags, f"--model_dir={model_dir}", "--dataset=synthetic")
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and message in lines[0], proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not model_dir.exists()
