@@ -168,8 +168,10 @@ def main(argv: list[str]) -> None:
     fail(str(e))
   except engine.NumericalError as e:
     fail(str(e), EXIT_NUMERICAL)
+  if results.get("preempted"):
+    logging.info("Checkpoint saved at step %d; the same command resumes.", results["step"])
+    return
   logging.info("Wrote %s", os.path.join(model_dir, "results.json"))
-  del results
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ class Checkpoints:
                         path, first)
     return None
 
+  @property
+  def latest_path(self) -> str | None:
+    return self.latest_manager.latest_checkpoint
+
   def save_latest(self, step: int) -> str:
     return self.latest_manager.save(checkpoint_number=step)
 

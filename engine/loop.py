@@ -14,8 +14,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from engine import checkpointing, distribute, evaluation, losses, run_dir
-from engine.config import DEFAULT_OVERSAMPLE_STEPS_PER_EPOCH, Config
+from engine import checkpointing, distribute, evaluation, losses, preemption, run_dir
+from engine.config import DEFAULT_OVERSAMPLE_STEPS_PER_EPOCH, Config, ConfigError
 from engine.early_stopping import EarlyStopping
 from engine.metrics import Metrics
 from engine.model import build_model
@@ -72,7 +72,8 @@ def _fmt(values: dict[str, float], keys=("loss", "auc", "prc", "precision", "rec
 def train_and_evaluate(config: Config, model_dir: str) -> dict:
   """Trains, early-stops, checkpoints and evaluates one model; returns results.json's content.
 
-  Running again on the same model_dir resumes from the newest readable checkpoint.
+  Running again on the same model_dir resumes from the newest readable checkpoint. SIGTERM
+  saves a checkpoint at the current step and returns early with `{"preempted": True, ...}`.
 
   Raises:
     ConfigError: an invalid config, or a model_dir that cannot be used.
@@ -82,24 +83,29 @@ def train_and_evaluate(config: Config, model_dir: str) -> dict:
   configure_tensorflow(config)
   strategy, distribution = distribute.make_strategy(config)
   distribute.log_strategy(strategy, distribution)
-  chief = distribute.is_chief(strategy)
-
+  num_replicas = strategy.num_replicas_in_sync
+  if config.batch_size % num_replicas:
+    raise ConfigError(f"invalid --batch_size={config.batch_size}: not divisible by the "
+                      f"{num_replicas} replicas")
   run_dir.check_writable(model_dir)
   splits = load_data(config)
-  resuming = run_dir.check_compatible(model_dir, config,
-                                      splits.preprocessor.feature_names)
-  # Everything above only reads. From here on the model directory is written.
-  if config.fresh:
-    run_dir.clear(model_dir)
-  os.makedirs(model_dir, exist_ok=True)
+  resuming = run_dir.check_compatible(model_dir, config, splits.preprocessor.feature_names)
+  # Everything above only reads. From here on the model directory is written, by one run only.
+  with run_dir.RunLock(model_dir), preemption.StopRequest() as stop:
+    if config.fresh:
+      run_dir.clear(model_dir)
+    return _train(config, model_dir, strategy=strategy, distribution=distribution,
+                  splits=splits, resuming=resuming, stop=stop)
+
+
+def _train(config: Config, model_dir: str, *, strategy, distribution: str, splits,
+           resuming: bool, stop: preemption.StopRequest) -> dict:
+  chief = distribute.is_chief(strategy)
   run_dir.write_atomic(os.path.join(model_dir, run_dir.CONFIG_FILE), config.to_json() + "\n")
   splits.preprocessor.save(os.path.join(model_dir, run_dir.PREPROCESSING_FILE))
 
   num_replicas = strategy.num_replicas_in_sync
   global_batch = config.batch_size
-  if global_batch % num_replicas:
-    raise DataError(f"--batch_size={global_batch} is not divisible by the {num_replicas} "
-                    "replicas")
   epoch_steps = steps_per_epoch(config, len(splits.y_train))
   class_weights = losses.class_weights(splits.y_train, config.strategy)
   bias = losses.initial_bias(splits.y_train, config.strategy)
@@ -114,27 +120,35 @@ def train_and_evaluate(config: Config, model_dir: str) -> dict:
     train_metrics, val_metrics = Metrics(), Metrics()
 
   epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+  # The global step at the end of the last completed epoch: a run stopped mid-epoch (SIGTERM)
+  # resumes with the rest of that epoch, not a whole one.
+  epoch_start_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_start_step")
   train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
   stopper = EarlyStopping(patience=config.patience,
                           higher_is_better=config.monitor_higher_is_better)
   ckpts = checkpointing.Checkpoints(
       model_dir, model=model, keep=config.checkpoints_to_keep,
-      state=dict(model=model, optimizer=optimizer, epoch=epoch, train_seconds=train_seconds,
-                 early_stopping=stopper))
+      state=dict(model=model, optimizer=optimizer, epoch=epoch, epoch_start_step=epoch_start_step,
+                 train_seconds=train_seconds, early_stopping=stopper))
   restored = ckpts.restore_latest() if resuming else None
   if restored:
     logging.info("Resumed from %s: epoch %d, step %d", restored, int(epoch.numpy()),
                  int(optimizer.iterations.numpy()))
+    # The checkpoint restored the old learning rate with the optimizer; the flag given now wins.
+    if not math.isclose(float(optimizer.learning_rate.numpy()), config.learning_rate,
+                        rel_tol=1e-6):
+      logging.info("Learning rate changed on resume: %g -> %g",
+                   float(optimizer.learning_rate.numpy()), config.learning_rate)
+      optimizer.learning_rate.assign(config.learning_rate)
   start_step = int(optimizer.iterations.numpy())
 
   def train_fn(ctx: tf.distribute.InputContext):
-    ds = datasets.train_dataset(
+    return datasets.train_dataset(
         splits.x_train, splits.y_train, strategy=config.strategy,
         batch_size=ctx.get_per_replica_batch_size(global_batch), chunk=config.oversample_chunk,
         seed=config.seed, pipeline_id=ctx.input_pipeline_id,
         num_pipelines=ctx.num_input_pipelines,
         skip=start_step * num_replicas // ctx.num_input_pipelines)
-    return ds
 
   eval_global = max(num_replicas, config.eval_batch_size // num_replicas * num_replicas)
 
@@ -161,32 +175,43 @@ def train_and_evaluate(config: Config, model_dir: str) -> dict:
     first_step = int(optimizer.iterations.numpy())
     train_metrics.reset()
     t0 = time.perf_counter()
-    remaining = epoch_steps
-    while remaining > 0:
+    remaining = epoch_steps - (first_step - int(epoch_start_step.numpy()))
+    steps_run = max(remaining, 0)
+    while remaining > 0 and not stop.requested:
       n = min(remaining, config.steps_per_loop)
       train_loop(train_iter, tf.constant(n, tf.int32))
       remaining -= n
     train_result = train_metrics.result()  # Reading a result waits for the steps to finish.
     dt = time.perf_counter() - t0
     last_step = int(optimizer.iterations.numpy())
+    train_seconds.assign_add(dt)
     if not math.isfinite(train_result["loss"]):
       raise NumericalError(f"training loss is {train_result['loss']} in epoch {e} (steps "
-                           f"{first_step + 1}-{last_step}); the best checkpoint so far is kept "
-                           f"in {os.path.join(model_dir, checkpointing.BEST)}")
-    train_seconds.assign_add(dt)
+                           f"{first_step + 1}-{last_step}); stopped without saving it; the best "
+                           f"checkpoint so far is kept in {os.path.join(model_dir, checkpointing.BEST)}")
+    if stop.requested:
+      # No step since the last checkpoint: it already holds this state; rewriting it in place
+      # would only risk it.
+      path = ckpts.save_latest(last_step) if last_step > first_step else ckpts.latest_path
+      summaries.close()
+      logging.info("Stopped by %s at step %d (epoch %d, %d of %d steps); saved %s. Run the same "
+                   "command again to resume.", stop.signal_name, last_step, e,
+                   last_step - int(epoch_start_step.numpy()), epoch_steps, path)
+      return {"preempted": True, "step": last_step, "checkpoint": path}
     val_metrics.reset()
     eval_pass(val_data)
     val_result = val_metrics.result()
     val_result.update(exact_validation(host, model, splits))
-    examples_per_s = epoch_steps * global_batch / dt
+    examples_per_s = steps_run * global_batch / dt
     train_result["examples_per_second"] = examples_per_s
     summaries.scalars("train", train_result, e)
     summaries.scalars("validation", val_result, e)
     improved = stopper.update(val_result[config.monitor_metric], e)
     epoch.assign(e)
+    epoch_start_step.assign(last_step)
     if improved:
-      ckpts.save_best(e)
-    ckpts.save_latest(e)
+      ckpts.save_best(last_step)
+    ckpts.save_latest(last_step)
     summaries.flush()
     logging.info("epoch %3d | step %6d | %9.0f examples/s | train %s | val %s%s", e, last_step,
                  examples_per_s, _fmt(train_result), _fmt(val_result),

@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
+import socket
 import tempfile
 
 from engine.config import Config, ConfigError
@@ -47,17 +50,69 @@ def write_json(path: str, value) -> None:
 
 
 def check_writable(model_dir: str) -> None:
-  """Raises ConfigError unless model_dir exists or can be created, and is writable."""
-  probe_dir = model_dir
+  """Raises ConfigError unless model_dir exists or can be created, and is writable.
+
+  Probes with an unnamed temporary file in the nearest existing directory: nothing is left
+  behind, and it works where permission bits say nothing (root, read-only mounts).
+  """
+  probe_dir = os.path.abspath(model_dir)
   while not os.path.exists(probe_dir):
-    parent = os.path.dirname(os.path.abspath(probe_dir))
-    if parent == probe_dir:
-      break
-    probe_dir = parent
-  if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-    raise ConfigError(f"invalid --model_dir={model_dir}: it is a file, not a directory")
-  if not os.access(probe_dir, os.W_OK | os.X_OK):
-    raise ConfigError(f"invalid --model_dir={model_dir}: {probe_dir} is not writable")
+    probe_dir = os.path.dirname(probe_dir)
+  if not os.path.isdir(probe_dir):
+    raise ConfigError(f"invalid --model_dir={model_dir}: {probe_dir} is a file, not a directory")
+  try:
+    with tempfile.TemporaryFile(dir=probe_dir):
+      pass
+  except OSError as e:
+    raise ConfigError(f"invalid --model_dir={model_dir}: {probe_dir} is not writable "
+                      f"({e.strerror})") from None
+
+
+class RunLock:
+  """An exclusive lock on a model directory, so two runs never write to it at once.
+
+  `flock` on `<model_dir>/.lock`: the kernel releases it when the holder exits, however it exits
+  (SIGKILL included), so a killed run never leaves a stale lock behind.
+  """
+
+  NAME = ".lock"
+
+  def __init__(self, model_dir: str):
+    self.path = os.path.join(model_dir, self.NAME)
+    self._fd = None
+
+  def acquire(self) -> "RunLock":
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+      os.close(fd)
+      if e.errno in (errno.EAGAIN, errno.EACCES):
+        raise ConfigError(f"--model_dir={os.path.dirname(self.path)} is in use by a running "
+                          f"job ({holder}); wait for it, stop it, or use another --model_dir")
+      raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    self._fd = fd
+    return self
+
+  def release(self) -> None:
+    if self._fd is not None:
+      try:
+        os.remove(self.path)
+      except OSError:
+        pass
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc):
+    self.release()
 
 
 def check_compatible(model_dir: str, config: Config, feature_names: list[str]) -> bool:

@@ -1,0 +1,95 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine import run_dir
+from engine.config import Config, ConfigError
+
+
+def test_lock_is_exclusive_and_released(tmp_path):
+  first = run_dir.RunLock(str(tmp_path)).acquire()
+  with pytest.raises(ConfigError, match=r"in use by a running job \(pid \d+"):
+    run_dir.RunLock(str(tmp_path)).acquire()
+  first.release()
+  assert not os.path.exists(tmp_path / ".lock")
+  with run_dir.RunLock(str(tmp_path)):
+    pass
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+  code = ("import sys, time; sys.path.insert(0, %r); from engine import run_dir; "
+          "run_dir.RunLock(%r).acquire(); print('locked', flush=True); time.sleep(60)"
+          % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), str(tmp_path)))
+  proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+  try:
+    assert proc.stdout.readline().strip() == "locked"
+    with pytest.raises(ConfigError):
+      run_dir.RunLock(str(tmp_path)).acquire()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+  finally:
+    proc.kill()
+  assert os.path.exists(tmp_path / ".lock")  # the file is left behind...
+  run_dir.RunLock(str(tmp_path)).acquire().release()  # ...but not the lock.
+
+
+def test_check_writable(tmp_path):
+  run_dir.check_writable(str(tmp_path / "new" / "deeper"))  # creatable
+  (tmp_path / "file").write_text("x")
+  with pytest.raises(ConfigError, match="is a file"):
+    run_dir.check_writable(str(tmp_path / "file" / "run"))
+  with pytest.raises(ConfigError, match="not writable"):
+    run_dir.check_writable("/proc/imbalanced-engine-run")
+  assert sorted(os.listdir(tmp_path)) == ["file"]  # probing left nothing behind
+
+
+def _owned_run(tmp_path, config, features=("a", "b")):
+  run_dir.write_atomic(str(tmp_path / run_dir.CONFIG_FILE), config.to_json())
+  run_dir.write_json(str(tmp_path / run_dir.PREPROCESSING_FILE),
+                     {"feature_names": list(features)})
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(strategy="baseline"), "strategy='oversample'"),
+    (dict(hidden_units=(32,)), "hidden_units=[16]"),
+    (dict(label_column="y"), "label_column='Class'"),
+])
+def test_incompatible_runs_are_refused_unless_fresh(tmp_path, change, message):
+  _owned_run(tmp_path, Config())
+  with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    run_dir.check_compatible(str(tmp_path), Config(**change), ["a", "b"])
+  assert run_dir.check_compatible(str(tmp_path), Config(fresh=True, **change), ["a", "b"]) is False
+
+
+def test_compatible_changes_resume(tmp_path):
+  _owned_run(tmp_path, Config())
+  assert run_dir.check_compatible(str(tmp_path), Config(epochs=7, patience=3), ["a", "b"])
+  with pytest.raises(ConfigError, match="other features"):
+    run_dir.check_compatible(str(tmp_path), Config(), ["a", "c"])
+  assert run_dir.check_compatible(str(tmp_path / "empty"), Config(), ["a"]) is False
+
+
+def test_write_atomic_never_leaves_a_partial_file(tmp_path, monkeypatch):
+  path = tmp_path / "results.json"
+  run_dir.write_atomic(str(path), "good")
+
+  def broken_replace(src, dst):
+    raise OSError("disk full")
+
+  monkeypatch.setattr(os, "replace", broken_replace)
+  with pytest.raises(OSError):
+    run_dir.write_atomic(str(path), "half")
+  assert path.read_text() == "good"
+  assert os.listdir(tmp_path) == ["results.json"]
+
+
+def test_clear_removes_only_what_a_run_owns(tmp_path):
+  for name in ("config.json", "results.json", "notes.txt"):
+    (tmp_path / name).write_text("x")
+  (tmp_path / "checkpoints").mkdir()
+  run_dir.clear(str(tmp_path))
+  assert os.listdir(tmp_path) == ["notes.txt"]
