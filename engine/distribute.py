@@ -54,9 +54,15 @@ def _mirrored_devices(config: Config) -> list[str] | None:
 def make_tpu_strategy(tpu: str, resolver_cls=None) -> tf.distribute.Strategy:
   """Connects to a TPU (a name, or grpc://host:port) and returns a TPUStrategy."""
   resolver_cls = resolver_cls or tf.distribute.cluster_resolver.TPUClusterResolver
-  resolver = resolver_cls(tpu=tpu)
-  tf.config.experimental_connect_to_cluster(resolver)
-  tf.tpu.experimental.initialize_tpu_system(resolver)
+  try:
+    resolver = resolver_cls(tpu=tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+  except (ValueError, RuntimeError, tf.errors.OpError) as e:
+    # No such TPU, no metadata server outside Google Cloud, an unreachable address: the user's
+    # flag is wrong (or the TPU is down); one line, not a traceback.
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ConfigError(f"invalid --tpu={tpu!r}: cannot connect to the TPU ({first})") from None
   return tf.distribute.TPUStrategy(resolver)
 
 
