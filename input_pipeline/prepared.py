@@ -455,27 +455,33 @@ class PreparedData:
                    pipeline_id: int = 0, num_pipelines: int = 1) -> tf.data.Dataset:
     """Finite (features, labels, mask) batches of a split, padded like `datasets.eval_dataset`.
 
-    Read sequentially and not cached: memory stays bounded whatever the split's size.
+    Streamed and not cached: memory stays bounded whatever the split's size. The padding comes
+    last, so a row is real exactly when its position is below the split's row count; the mask
+    is computed per batch from the batch index, not carried record by record.
     """
     n = self.metadata["counts"][split]["rows"]
     total = max(global_batch_size, -(-n // global_batch_size) * global_batch_size)
     padding = encode_examples(np.zeros((1, self.num_features), np.float32),
                               np.zeros(1))[0].tobytes()
-    real = tf.data.TFRecordDataset([self._path(f) for f in self.metadata["files"][split]])
-    real = real.map(lambda s: (s, tf.constant(1.0)))
-    pad = tf.data.Dataset.from_tensors((tf.constant(padding), tf.constant(0.0)))
-    ds = real.concatenate(pad.repeat(total - n)).batch(batch_size, drop_remainder=True)
+    # Several files read at once, in a deterministic order: every worker must cut the same
+    # batches before `shard` hands each its own.
+    real = tf.data.TFRecordDataset([self._path(f) for f in self.metadata["files"][split]],
+                                   num_parallel_reads=4)
+    pad = tf.data.Dataset.from_tensors(tf.constant(padding)).repeat(total - n)
+    ds = real.concatenate(pad).batch(batch_size, drop_remainder=True).enumerate()
     if num_pipelines > 1:
       ds = ds.shard(num_pipelines, pipeline_id)
 
-    def parse(serialized, mask):
+    def parse(index, serialized):
       x, y = self._parse(serialized, batch_size)
-      return x, y, tf.reshape(mask, [batch_size])
+      position = index * batch_size + tf.range(batch_size, dtype=tf.int64)
+      return x, y, tf.cast(position < n, tf.float32)
     return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
   def predict(self, model, split: str, batch_size: int = 65536):
     """(labels int64, probabilities float64) of every row of a split, streamed in batches."""
-    ds = tf.data.TFRecordDataset([self._path(f) for f in self.metadata["files"][split]])
+    ds = tf.data.TFRecordDataset([self._path(f) for f in self.metadata["files"][split]],
+                                 num_parallel_reads=4)
     ds = ds.batch(batch_size).map(
         lambda s: tf.io.parse_example(s, feature_spec(self.num_features)),
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
