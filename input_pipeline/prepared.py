@@ -418,9 +418,13 @@ class PreparedData:
     """
     files = tf.data.Dataset.from_tensor_slices([self._path(n) for n in names])
     files = files.shuffle(len(names), seed=seed, reshuffle_each_iteration=True)
-    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(names), 8),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).repeat()
-    ds = ds.batch(BLOCK, drop_remainder=True)
+    # Each file is read and cut into blocks in the interleave's own threads, so the per-record
+    # work runs in parallel and only blocks are handed on; `rebatch` then evens out the short
+    # block at each file's end without dropping its rows.
+    ds = files.interleave(lambda f: tf.data.TFRecordDataset(f).batch(BLOCK),
+                          cycle_length=min(len(names), 8), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True).repeat()
+    ds = ds.rebatch(BLOCK, drop_remainder=True)
     ds = ds.shuffle(SHUFFLE_BUFFER // BLOCK, seed=seed + 1, reshuffle_each_iteration=True)
     common = math.lcm(BLOCK, chunk)
     window_rows = common * max(1, WINDOW_ROWS // common)
