@@ -241,8 +241,11 @@ def _train_and_evaluate(config: Config, model_dir: str, strategy: tf.distribute.
 def exact_validation(host, model, splits) -> dict[str, float]:
   """ROC-AUC and PR-AUC over all validation predictions, on a host copy of the weights."""
   host.set_weights(model.get_weights())
-  exact = evaluation.exact_metrics(splits.y_val,
-                                   evaluation.predict_probabilities(host, splits.x_val))
+  if isinstance(splits, prepared.PreparedData):  # Streams the split: predictions only.
+    exact = evaluation.exact_metrics(*splits.predict(host, "validation"))
+  else:
+    exact = evaluation.exact_metrics(splits.y_val,
+                                     evaluation.predict_probabilities(host, splits.x_val))
   return {"auc_exact": exact["auc"], "prc_exact": exact["prc"]}
 
 
