@@ -3,6 +3,8 @@
   python main.py --strategy=oversample            # the credit-card fraud set, fetched and verified
   python main.py --dataset=synthetic --epochs=5   # offline
   python main.py --data_path=my.csv --label_column=is_fraud
+  python main.py --mode=prepare --data_path=big.csv --output_dir=big/   # data larger than memory
+  python main.py --prepared_dir=big/                                    # ... trains from it
 
 This is the only file that reads flags. It turns them into one `engine.Config`, logs it, and
 calls `engine.train_and_evaluate`. Bad flags or bad data end with one line on stderr and exit
@@ -25,6 +27,11 @@ EXIT_NUMERICAL = 3
 
 FLAGS = flags.FLAGS
 
+# What to do.
+flags.DEFINE_enum("mode", "train", ["train", "prepare"],
+                  "train: train and evaluate a model. prepare: read --data_path in chunks and "
+                  "write scaled, split TFRecord shards to --output_dir, for --prepared_dir.")
+
 # What to train.
 flags.DEFINE_enum("strategy", "oversample", ["baseline", "class_weight", "oversample"],
                   "How to handle the class imbalance: plain training (`baseline`), per-class "
@@ -46,6 +53,12 @@ flags.DEFINE_boolean("drop_invalid_rows", False, "Drop rows with NaN/Inf feature
 flags.DEFINE_integer("synthetic_rows", 284_807, "Rows of --dataset=synthetic.")
 flags.DEFINE_float("validation_fraction", 0.16, "Share of rows in the validation split.")
 flags.DEFINE_float("test_fraction", 0.20, "Share of rows in the test split.")
+flags.DEFINE_string("prepared_dir", None, "Train from a directory written by --mode=prepare, "
+                    "streaming it from disk (for data larger than memory).")
+flags.DEFINE_string("output_dir", None, "--mode=prepare: the directory to write.")
+flags.DEFINE_integer("prepare_chunk_rows", 200_000, "--mode=prepare: CSV rows read at a time.")
+flags.DEFINE_integer("prepare_shards", 16, "--mode=prepare: TFRecord shards per split and class "
+                     "(at least the number of workers that will read them).")
 
 # Model and optimisation.
 flags.DEFINE_list("hidden_units", ["16"], "Units of each hidden Dense(relu) layer.")
@@ -115,7 +128,9 @@ def config_from_flags():
       eval_batch_size=FLAGS.eval_batch_size, jit_compile=FLAGS.jit_compile,
       deterministic=FLAGS.deterministic, monitor=FLAGS.monitor, patience=FLAGS.patience,
       distribution=FLAGS.distribution, logical_cpus=FLAGS.logical_cpus, tpu=FLAGS.tpu,
-      fresh=FLAGS.fresh, checkpoints_to_keep=FLAGS.checkpoints_to_keep)
+      fresh=FLAGS.fresh, checkpoints_to_keep=FLAGS.checkpoints_to_keep,
+      prepared_dir=FLAGS.prepared_dir, prepare_chunk_rows=FLAGS.prepare_chunk_rows,
+      prepare_shards=FLAGS.prepare_shards)
 
 
 def import_tensorflow_quietly() -> None:
@@ -160,6 +175,9 @@ def main(argv: list[str]) -> None:
     fail(str(e))
   model_dir = FLAGS.model_dir or os.path.join("runs", config.strategy)
   logging.info("Config:\n%s", config.to_json())
+  if FLAGS.mode == "prepare":
+    prepare(config)
+    return
 
   import engine
   try:
@@ -171,7 +189,22 @@ def main(argv: list[str]) -> None:
   if results.get("preempted"):
     logging.info("Checkpoint saved at step %d; the same command resumes.", results["step"])
     return
-  logging.info("Wrote %s", os.path.join(model_dir, "results.json"))
+  if os.path.exists(os.path.join(model_dir, "results.json")):  # Not on multi-worker non-chiefs.
+    logging.info("Wrote %s", os.path.join(model_dir, "results.json"))
+
+
+def prepare(config) -> None:
+  if not FLAGS.output_dir:
+    fail("--mode=prepare needs --output_dir=DIR")
+  from input_pipeline import prepared
+  from input_pipeline.errors import DataError
+  try:
+    metadata = prepared.prepare(config, FLAGS.output_dir)
+  except DataError as e:
+    fail(str(e))
+  for name, c in metadata["counts"].items():
+    logging.info("  %-10s %8d rows, %5d positives", name, c["rows"], c["positives"])
+  logging.info("Wrote %s; train with --prepared_dir=%s", FLAGS.output_dir, FLAGS.output_dir)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,12 @@ class Config:
   validation_fraction: float = 0.16
   test_fraction: float = 0.20
   clip: float = 5.0
+  # A directory written by `main.py --mode=prepare` (TFRecord shards + metadata): train from it
+  # in a streaming way instead of loading a CSV into memory.
+  prepared_dir: str | None = None
+  # --mode=prepare: CSV rows read at a time (bounds its memory), TFRecord shards per class.
+  prepare_chunk_rows: int = 200_000
+  prepare_shards: int = 16
 
   # Imbalance strategy and model.
   strategy: str = "oversample"
@@ -112,7 +118,8 @@ def validate(c: Config) -> None:
   _require(c.dataset in DATASETS, "dataset", c.dataset, f"must be one of {', '.join(DATASETS)}")
   _require(bool(c.label_column), "label_column", c.label_column, "must not be empty")
   for name in ("epochs", "batch_size", "patience", "steps_per_loop", "eval_batch_size",
-               "oversample_chunk", "checkpoints_to_keep", "synthetic_rows"):
+               "oversample_chunk", "checkpoints_to_keep", "synthetic_rows", "prepare_chunk_rows",
+               "prepare_shards"):
     value = getattr(c, name)
     _require(isinstance(value, int) and value > 0, name, value, "must be a positive integer")
   _require(c.steps_per_epoch is None or c.steps_per_epoch > 0, "steps_per_epoch",
@@ -138,3 +145,5 @@ def validate(c: Config) -> None:
   _require(c.distribution != "tpu" or bool(c.tpu), "tpu", c.tpu,
            "--distribution=tpu needs --tpu=<name or grpc://address>")
   _require(c.seed >= 0, "seed", c.seed, "must be >= 0")
+  _require(c.prepared_dir is None or not c.data_path, "prepared_dir", c.prepared_dir,
+           "reads a prepared directory; do not pass --data_path with it")

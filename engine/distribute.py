@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 
 import tensorflow as tf
 
@@ -51,9 +54,15 @@ def _mirrored_devices(config: Config) -> list[str] | None:
 def make_tpu_strategy(tpu: str, resolver_cls=None) -> tf.distribute.Strategy:
   """Connects to a TPU (a name, or grpc://host:port) and returns a TPUStrategy."""
   resolver_cls = resolver_cls or tf.distribute.cluster_resolver.TPUClusterResolver
-  resolver = resolver_cls(tpu=tpu)
-  tf.config.experimental_connect_to_cluster(resolver)
-  tf.tpu.experimental.initialize_tpu_system(resolver)
+  try:
+    resolver = resolver_cls(tpu=tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+  except (ValueError, RuntimeError, tf.errors.OpError) as e:
+    # No such TPU, no metadata server outside Google Cloud, an unreachable address: the user's
+    # flag is wrong (or the TPU is down); one line, not a traceback.
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ConfigError(f"invalid --tpu={tpu!r}: cannot connect to the TPU ({first})") from None
   return tf.distribute.TPUStrategy(resolver)
 
 
@@ -98,3 +107,51 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 def log_strategy(strategy: tf.distribute.Strategy, name: str) -> None:
   logging.info("Distribution: %s (%s), %d replica(s)", name, type(strategy).__name__,
                strategy.num_replicas_in_sync)
+
+
+# Files of a run a worker needs to resume it: the chief's, copied into the worker's own directory.
+_RUN_STATE = ("config.json", "preprocessing.json", "checkpoints", "best")
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Blocks until every worker of a multi-worker run gets here; a no-op otherwise.
+
+  One all-reduce of a constant. Used before the chief writes anything (so other workers copy the
+  run state first) and before exit: a worker that leaves while another is still in a collective
+  makes that one wait for the coordination service's ~15 s timeout.
+  """
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return
+  strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
+@contextlib.contextmanager
+def worker_directory(strategy: tf.distribute.Strategy, model_dir: str):
+  """Yields the directory this process writes the run to.
+
+  The chief (and any single-process run) writes to `model_dir`. Other workers of a
+  MultiWorkerMirroredStrategy must still save checkpoints (the save is a collective every worker
+  joins), so they write to a temporary directory, removed on exit, seeded with a copy of the
+  chief's run state so that they resume from the same checkpoint. Workers share `model_dir`'s
+  path (one file system, or the same path on each machine).
+  """
+  if is_chief(strategy):
+    barrier(strategy)
+    yield model_dir
+    barrier(strategy)
+    return
+  work_dir = tempfile.mkdtemp(prefix="imbalanced-engine-worker-")
+  try:
+    for name in _RUN_STATE:
+      src = os.path.join(model_dir, name)
+      if os.path.isdir(src):
+        shutil.copytree(src, os.path.join(work_dir, name))
+      elif os.path.isfile(src):
+        shutil.copy2(src, os.path.join(work_dir, name))
+    logging.info("Not the chief: writing to the temporary directory %s (removed at exit)",
+                 work_dir)
+    barrier(strategy)  # The chief writes nothing before every copy is taken.
+    yield work_dir
+    barrier(strategy)
+  finally:
+    shutil.rmtree(work_dir, ignore_errors=True)

@@ -6,6 +6,7 @@ live in engine/step.py; everything that talks to the host (logging, files) lives
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -21,7 +22,7 @@ from engine.metrics import Metrics
 from engine.model import build_model
 from engine.step import make_eval_pass, make_train_loop
 from engine.summaries import Summaries
-from input_pipeline import datasets, preprocessing, sources
+from input_pipeline import datasets, prepared, preprocessing, sources
 from input_pipeline.errors import DataError
 
 
@@ -51,7 +52,16 @@ def configure_tensorflow(config: Config) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def load_data(config: Config) -> preprocessing.Splits:
+def load_data(config: Config) -> preprocessing.Splits | prepared.PreparedData:
+  """The in-memory splits, or a prepared directory's streams (`--prepared_dir`)."""
+  if config.prepared_dir:
+    data = prepared.PreparedData.open(config.prepared_dir, config.label_column)
+    logging.info("Data: prepared %s (%s)", config.prepared_dir, data.metadata["source"])
+    for name, c in data.counts().items():
+      logging.info("  %-10s %7d rows, %4d positives", name, c["rows"], c["positives"])
+    if config.batch_size > data.counts()["train"]["rows"]:
+      raise DataError(f"--batch_size={config.batch_size} is larger than the training split")
+    return data
   frame, source = sources.load_frame(config)
   logging.info("Data: %s, %d rows, %d columns", source, len(frame), len(frame.columns))
   splits = preprocessing.prepare(frame, config)
@@ -74,6 +84,7 @@ def train_and_evaluate(config: Config, model_dir: str) -> dict:
 
   Running again on the same model_dir resumes from the newest readable checkpoint. SIGTERM
   saves a checkpoint at the current step and returns early with `{"preempted": True, ...}`.
+  In a multi-worker run only the chief writes to model_dir (see distribute.worker_directory).
 
   Raises:
     ConfigError: an invalid config, or a model_dir that cannot be used.
@@ -87,6 +98,12 @@ def train_and_evaluate(config: Config, model_dir: str) -> dict:
   if config.batch_size % num_replicas:
     raise ConfigError(f"invalid --batch_size={config.batch_size}: not divisible by the "
                       f"{num_replicas} replicas")
+  with distribute.worker_directory(strategy, model_dir) as work_dir:
+    return _check_and_train(config, work_dir, strategy, distribution)
+
+
+def _check_and_train(config: Config, model_dir: str, strategy: tf.distribute.Strategy,
+                     distribution: str) -> dict:
   run_dir.check_writable(model_dir)
   splits = load_data(config)
   resuming = run_dir.check_compatible(model_dir, config, splits.preprocessor.feature_names)
@@ -106,9 +123,10 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
 
   num_replicas = strategy.num_replicas_in_sync
   global_batch = config.batch_size
-  epoch_steps = steps_per_epoch(config, len(splits.y_train))
-  class_weights = losses.class_weights(splits.y_train, config.strategy)
-  bias = losses.initial_bias(splits.y_train, config.strategy)
+  train_labels = _train_labels(splits)
+  epoch_steps = steps_per_epoch(config, len(train_labels))
+  class_weights = losses.class_weights(train_labels, config.strategy)
+  bias = losses.initial_bias(train_labels, config.strategy)
   logging.info("Strategy %s: class weights %s, initial output bias %.4f, %d steps per epoch",
                config.strategy, np.round(class_weights, 4).tolist(), bias, epoch_steps)
 
@@ -143,8 +161,10 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   start_step = int(optimizer.iterations.numpy())
 
   def train_fn(ctx: tf.distribute.InputContext):
-    return datasets.train_dataset(
-        splits.x_train, splits.y_train, strategy=config.strategy,
+    make = (splits.train_dataset if config.prepared_dir else
+            functools.partial(datasets.train_dataset, splits.x_train, splits.y_train))
+    ds = make(
+        strategy=config.strategy,
         batch_size=ctx.get_per_replica_batch_size(global_batch), chunk=config.oversample_chunk,
         seed=config.seed, pipeline_id=ctx.input_pipeline_id,
         num_pipelines=ctx.num_input_pipelines,
@@ -153,8 +173,8 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   eval_global = max(num_replicas, config.eval_batch_size // num_replicas * num_replicas)
 
   def val_fn(ctx: tf.distribute.InputContext):
-    return datasets.eval_dataset(
-        splits.x_val, splits.y_val, batch_size=ctx.get_per_replica_batch_size(eval_global),
+    return _eval_dataset(
+        splits, "validation", batch_size=ctx.get_per_replica_batch_size(eval_global),
         global_batch_size=eval_global, pipeline_id=ctx.input_pipeline_id,
         num_pipelines=ctx.num_input_pipelines)
 
@@ -246,8 +266,11 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
 def exact_validation(host, model, splits) -> dict[str, float]:
   """ROC-AUC and PR-AUC over all validation predictions, on a host copy of the weights."""
   host.set_weights(model.get_weights())
-  exact = evaluation.exact_metrics(splits.y_val,
-                                   evaluation.predict_probabilities(host, splits.x_val))
+  if isinstance(splits, prepared.PreparedData):  # Streams the split: predictions only.
+    exact = evaluation.exact_metrics(*splits.predict(host, "validation"))
+  else:
+    exact = evaluation.exact_metrics(splits.y_val,
+                                     evaluation.predict_probabilities(host, splits.x_val))
   return {"auc_exact": exact["auc"], "prc_exact": exact["prc"]}
 
 
@@ -256,13 +279,17 @@ def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_glob
   host = build_model(config, num_features=splits.num_features, output_bias=0.0)
   host.set_weights(model.get_weights())
   out = {}
-  for name, x, y in (("validation", splits.x_val, splits.y_val),
-                     ("test", splits.x_test, splits.y_test)):
-    out[name] = evaluation.exact_metrics(y, evaluation.predict_probabilities(host, x))
+  for name in ("validation", "test"):
+    if config.prepared_dir:  # Predictions only: the features are streamed, never held.
+      y, p = splits.predict(host, name)
+    else:
+      x, y = _arrays(splits, name)
+      p = evaluation.predict_probabilities(host, x)
+    out[name] = evaluation.exact_metrics(y, p)
   # The streaming (200-threshold) AUCs on the test split, reported under their own names.
   test_data = strategy.distribute_datasets_from_function(
-      lambda ctx: datasets.eval_dataset(
-          splits.x_test, splits.y_test, batch_size=ctx.get_per_replica_batch_size(eval_global),
+      lambda ctx: _eval_dataset(
+          splits, "test", batch_size=ctx.get_per_replica_batch_size(eval_global),
           global_batch_size=eval_global, pipeline_id=ctx.input_pipeline_id,
           num_pipelines=ctx.num_input_pipelines))
   metrics.reset()
@@ -271,3 +298,23 @@ def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_glob
   out["test"]["auc_streaming"] = streaming["auc"]
   out["test"]["prc_streaming"] = streaming["prc"]
   return out
+
+
+def _train_labels(data) -> np.ndarray:
+  """Training labels for the class statistics (counts only). A prepared set stores counts, so
+  it gives labels in class order: one byte a row, never the rows themselves."""
+  if isinstance(data, prepared.PreparedData):
+    return np.repeat(np.array([0, 1], np.int8), data.train_class_counts)
+  return data.y_train
+
+
+def _eval_dataset(data, split: str, **kwargs) -> tf.data.Dataset:
+  if isinstance(data, prepared.PreparedData):
+    return data.eval_dataset(split, **kwargs)
+  return datasets.eval_dataset(*_arrays(data, split), **kwargs)
+
+
+def _arrays(splits: preprocessing.Splits, split: str) -> tuple[np.ndarray, np.ndarray]:
+  if split == "validation":
+    return splits.x_val, splits.y_val
+  return splits.x_test, splits.y_test

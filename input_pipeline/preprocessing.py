@@ -117,8 +117,11 @@ def parse_labels(column: pd.Series, name: str) -> np.ndarray:
 
 
 def validate_features(frame: pd.DataFrame, label_column: str, drop_invalid_rows: bool,
-                      ) -> tuple[pd.DataFrame, np.ndarray]:
+                      require_both_classes: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
   """Checks features are numeric and finite; returns (features, labels).
+
+  `require_both_classes=False` is for one chunk of a file read in chunks, which may hold a
+  single class; the caller checks the whole file's counts.
 
   Raises:
     DataError: missing label column, a non-numeric column, non-finite values (unless
@@ -149,7 +152,7 @@ def validate_features(frame: pd.DataFrame, label_column: str, drop_invalid_rows:
     features = features[~invalid]
   labels = parse_labels(frame[label_column], label_column)
   n_pos = int(labels.sum())
-  if n_pos == 0 or n_pos == len(labels):
+  if require_both_classes and (n_pos == 0 or n_pos == len(labels)):
     only = 1 if n_pos else 0
     raise DataError(f"label column '{label_column}' holds only class {only} "
                     f"({len(labels)} rows); need both classes")
@@ -182,10 +185,12 @@ def stratified_split(labels: np.ndarray, *, validation_fraction: float, test_fra
   return tuple(np.sort(np.concatenate(p)) for p in parts)
 
 
-def prepare(frame: pd.DataFrame, config) -> Splits:
-  """Validates, cleans, splits and scales a raw frame as the config says."""
-  features, labels = validate_features(frame, config.label_column, config.drop_invalid_rows)
-  raw_columns = list(map(str, features.columns))
+def unfitted_preprocessor(raw_columns: list[str], config) -> Preprocessor:
+  """The cleaning steps for these raw feature columns, with no statistics yet.
+
+  Shared by the in-memory path (below) and `--mode=prepare` (input_pipeline/prepared.py), so
+  both feed the model identical features.
+  """
   drop_time = "Time" in raw_columns
   log_amount = "Amount" in raw_columns
   names = [c for c in raw_columns if not (drop_time and c == "Time")]
@@ -193,9 +198,15 @@ def prepare(frame: pd.DataFrame, config) -> Splits:
     names = [c for c in names if c != "Amount"] + ["Log Amount"]
   if not names:
     raise DataError("no feature columns are left after dropping 'Time'")
-  pre = Preprocessor(raw_columns=raw_columns, feature_names=names, drop_time=drop_time,
-                     log_amount=log_amount, mean=[], scale=[], clip=config.clip,
-                     label_column=config.label_column)
+  return Preprocessor(raw_columns=raw_columns, feature_names=names, drop_time=drop_time,
+                      log_amount=log_amount, mean=[], scale=[], clip=config.clip,
+                      label_column=config.label_column)
+
+
+def prepare(frame: pd.DataFrame, config) -> Splits:
+  """Validates, cleans, splits and scales a raw frame as the config says."""
+  features, labels = validate_features(frame, config.label_column, config.drop_invalid_rows)
+  pre = unfitted_preprocessor(list(map(str, features.columns)), config)
   cleaned = pre.clean(features).to_numpy()
   train, val, test = stratified_split(labels, validation_fraction=config.validation_fraction,
                                       test_fraction=config.test_fraction, seed=config.seed)

@@ -176,8 +176,8 @@ def _looks_binary(path: str) -> bool:
   return b"\x00" in head
 
 
-def read_csv(path: str) -> pd.DataFrame:
-  """Reads a CSV or CSV.gz, refusing what is not one with a DataError naming the problem."""
+def check_csv_path(path: str) -> None:
+  """Raises DataError unless `path` is a non-empty file that looks like text."""
   if not os.path.exists(path):
     raise DataError(f"data file not found: {path}")
   if os.path.isdir(path):
@@ -185,8 +185,17 @@ def read_csv(path: str) -> pd.DataFrame:
   if os.path.getsize(path) == 0:
     raise DataError(f"{path} is empty")
   try:
-    if _looks_binary(path):
-      raise DataError(f"{path} is not a CSV file (it holds binary data)")
+    binary = _looks_binary(path)
+  except OSError as e:
+    raise DataError(f"{path} cannot be read: {e.strerror}") from None
+  if binary:
+    raise DataError(f"{path} is not a CSV file (it holds binary data)")
+
+
+def read_csv(path: str) -> pd.DataFrame:
+  """Reads a CSV or CSV.gz, refusing what is not one with a DataError naming the problem."""
+  check_csv_path(path)
+  try:
     frame = pd.read_csv(path)
   except DataError:
     raise

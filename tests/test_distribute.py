@@ -1,0 +1,157 @@
+"""Strategy helpers, TPU set-up without a TPU, and two real local workers against one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, read_json, small_frame
+from engine import distribute
+from engine.config import Config, ConfigError
+from input_pipeline import datasets
+
+
+# ---- TPU: everything but the TPU itself ----------------------------------------------------
+
+
+def test_tpu_needs_an_address():
+  with pytest.raises(ConfigError, match="--distribution=tpu needs --tpu"):
+    Config(distribution="tpu")
+
+
+def test_tpu_strategy_connects_with_the_resolver_in_order(monkeypatch):
+  calls = []
+
+  class FakeResolver:
+    def __init__(self, tpu):
+      calls.append(("resolver", tpu))
+
+  monkeypatch.setattr(tf.config, "experimental_connect_to_cluster",
+                      lambda r: calls.append(("connect", type(r).__name__)))
+  monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system",
+                      lambda r: calls.append(("initialize", type(r).__name__)))
+  monkeypatch.setattr(tf.distribute, "TPUStrategy",
+                      lambda r: calls.append(("strategy", type(r).__name__)) or "strategy")
+  assert distribute.make_tpu_strategy("grpc://10.0.0.2:8470", FakeResolver) == "strategy"
+  assert calls == [("resolver", "grpc://10.0.0.2:8470"), ("connect", "FakeResolver"),
+                   ("initialize", "FakeResolver"), ("strategy", "FakeResolver")]
+
+
+def test_an_unreachable_tpu_is_a_config_error():
+  class NoTpu:
+    def __init__(self, tpu):
+      raise ValueError(f"Could not find TPU {tpu}\nmore detail")
+
+  with pytest.raises(ConfigError, match=r"invalid --tpu='my-tpu': .*Could not find TPU my-tpu\)$"):
+    distribute.make_tpu_strategy("my-tpu", NoTpu)
+
+
+def test_make_strategy_passes_the_tpu_flag(monkeypatch):
+  seen = []
+  monkeypatch.setattr(distribute, "make_tpu_strategy", lambda tpu: seen.append(tpu) or "s")
+  assert distribute.make_strategy(Config(distribution="tpu", tpu="node-1")) == ("s", "tpu")
+  assert seen == ["node-1"]
+
+
+@pytest.mark.parametrize("strategy", ["baseline", "class_weight", "oversample"])
+def test_train_and_eval_datasets_have_static_shapes(strategy):
+  # TPUs compile for fixed shapes: no unknown (None) dimension may reach the step.
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((500, 7)).astype(np.float32)
+  y = (rng.random(500) < 0.1).astype(np.int64)
+  train = datasets.train_dataset(x, y, strategy=strategy, batch_size=64, chunk=16, seed=0)
+  assert [s.shape.as_list() for s in train.element_spec] == [[64, 7], [64]]
+  ev = datasets.eval_dataset(x, y, batch_size=128, global_batch_size=256)
+  assert [s.shape.as_list() for s in ev.element_spec] == [[128, 7], [128], [128]]
+  assert sum(float(m.numpy().sum()) for _, _, m in ev) == 500  # padding is masked out
+
+
+# ---- multi-worker ----------------------------------------------------------------------------
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  with pytest.raises(ConfigError, match="TF_CONFIG"):
+    distribute.make_strategy(Config(distribution="multi_worker"))
+
+
+def test_single_process_strategies_are_chief_and_need_no_barrier(tmp_path):
+  strategy = tf.distribute.get_strategy()
+  assert distribute.is_chief(strategy)
+  distribute.barrier(strategy)  # a no-op: it would hang if it waited for other workers
+  with distribute.worker_directory(strategy, str(tmp_path / "run")) as d:
+    assert d == str(tmp_path / "run")
+
+
+def _free_ports(n: int) -> list[int]:
+  socks = [socket.socket() for _ in range(n)]
+  for s in socks:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in socks]
+  for s in socks:
+    s.close()
+  return ports
+
+
+def _table_line(stdout: str, name: str) -> str:
+  return [line for line in stdout.splitlines() if line.startswith(name + " ")][-1]
+
+
+def test_two_workers_train_one_model_like_a_single_process(tmp_path):
+  # A learnable but not separable task, so the AUC comparison can fail.
+  frame = small_frame(rows=4000, positives=200, seed=1)
+  frame.loc[frame.Class == 1, ["V1", "V2", "V3"]] -= 2.2
+  data = tmp_path / "data.csv"
+  frame.to_csv(data, index=False)
+  flags = [f"--data_path={data}", "--strategy=class_weight", "--epochs=3", "--batch_size=256",
+           "--steps_per_epoch=10", "--learning_rate=0.02", "--dropout=0", "--patience=5"]
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+
+  def start(name, extra, env):
+    out = open(tmp_path / f"{name}.out", "w+")
+    cmd = [sys.executable, os.path.join(ROOT, "main.py"), *flags, *extra]
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                            env={**os.environ, **env}), out
+
+  procs = []
+  try:
+    for i in (0, 1):
+      (tmp_path / f"tmp{i}").mkdir()
+      env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+             "TMPDIR": str(tmp_path / f"tmp{i}")}
+      procs.append(start(f"worker{i}", ["--distribution=multi_worker",
+                                        f"--model_dir={tmp_path / f'w{i}'}"], env))
+    procs.append(start("single", ["--distribution=default", f"--model_dir={tmp_path / 's'}"], {}))
+    for p, _ in procs:
+      p.wait(timeout=240)
+  finally:
+    for p, _ in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  outputs = []
+  for (p, out), name in zip(procs, ("worker0", "worker1", "single")):
+    out.seek(0)
+    outputs.append(out.read())
+    out.close()
+    assert p.returncode == 0, f"{name} failed:\n{outputs[-1][-3000:]}"
+
+  chief, single = read_json(tmp_path / "w0" / "results.json"), read_json(tmp_path / "s" / "results.json")
+  assert (chief["distribution"], chief["num_replicas"], chief["steps"]) == ("multi_worker", 2, 30)
+  assert chief["test"]["auc"] > 0.75  # it learned
+  assert abs(chief["test"]["auc"] - single["test"]["auc"]) < 0.01
+  # Both workers hold the same weights: their exact test metrics agree to the last digit.
+  assert _table_line(outputs[0], "test") == _table_line(outputs[1], "test")
+  # Only the chief wrote: worker 1's model_dir was never created, its temp dir was removed.
+  assert {"checkpoints", "best", "logs", "results.json"} <= set(os.listdir(tmp_path / "w0"))
+  assert os.listdir(tmp_path / "w0" / "logs" / "train")
+  assert not (tmp_path / "w1").exists()
+  assert "Not the chief: writing to the temporary directory" in outputs[1]
+  assert os.listdir(tmp_path / "tmp1") == []

@@ -1,0 +1,186 @@
+"""--mode=prepare and --prepared_dir: the hash split, streaming statistics, records, streams."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import read_json, run_main, small_frame
+from engine.config import Config
+from input_pipeline import prepared, preprocessing
+from input_pipeline.errors import DataError
+
+
+def _config(path, **kw) -> Config:
+  return Config(data_path=str(path), **{"prepare_chunk_rows": 700, "prepare_shards": 4, **kw})
+
+
+@pytest.fixture
+def prepared_dir(tmp_path):
+  frame = small_frame(rows=3000, positives=90, seed=2)
+  csv = tmp_path / "data.csv"
+  frame.to_csv(csv, index=False)
+  out = tmp_path / "prepared"
+  prepared.prepare(_config(csv), str(out))
+  return frame, csv, str(out)
+
+
+def _decode(directory: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+  ds = tf.data.TFRecordDataset([os.path.join(directory, n) for n in names]).batch(10_000)
+  spec = prepared.feature_spec(29)
+  parts = [tf.io.parse_example(b, spec) for b in ds]
+  return (np.concatenate([p["x"].numpy() for p in parts]),
+          np.concatenate([p["y"].numpy() for p in parts]))
+
+
+def test_split_is_a_pure_function_of_row_seed_and_fractions():
+  rows = np.arange(200_000)
+  kw = dict(validation_fraction=0.16, test_fraction=0.2)
+  split = prepared.assign_splits(rows, seed=0, **kw)
+  # Any chunking gives the same split: each row's split depends on its number only.
+  chunked = np.concatenate([prepared.assign_splits(rows[i:i + 777], seed=0, **kw)
+                            for i in range(0, len(rows), 777)])
+  np.testing.assert_array_equal(split, chunked)
+  shares = np.bincount(split, minlength=3) / len(rows)
+  np.testing.assert_allclose(shares, [0.64, 0.16, 0.20], atol=0.005)
+  assert (prepared.assign_splits(rows, seed=1, **kw) != split).mean() > 0.3
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000, 5000])
+def test_running_moments_equal_numpy(chunk):
+  x = np.random.default_rng(0).normal(1e4, 3.0, size=(3000, 4))  # large mean: cancellation-prone
+  m = prepared.RunningMoments()
+  for i in range(0, len(x), chunk):
+    m.update(x[i:i + chunk])
+  assert m.count == 3000
+  np.testing.assert_allclose(m.mean, x.mean(axis=0), rtol=1e-12)
+  np.testing.assert_allclose(m.std(), x.std(axis=0), rtol=1e-9)
+
+
+def test_encoded_records_are_the_examples_protobuf_writes():
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((5, 300)).astype(np.float32)  # 1200 float bytes: multi-byte lengths
+  y = np.array([0, 1, 1, 0, 1])
+  records = prepared.encode_examples(x, y)
+  for i in range(5):
+    expected = tf.train.Example(features=tf.train.Features(feature={
+        "x": tf.train.Feature(float_list=tf.train.FloatList(value=x[i])),
+        "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[y[i]]))}))
+    assert tf.train.Example.FromString(records[i].tobytes()) == expected
+
+
+def test_prepared_features_equal_the_in_memory_preprocessing(prepared_dir):
+  frame, _, out = prepared_dir
+  meta = read_json(os.path.join(out, prepared.METADATA_FILE))
+  # The statistics are those of the hash split's training rows, cleaned the in-memory way.
+  features, labels = preprocessing.validate_features(frame, "Class", False)
+  pre = preprocessing.unfitted_preprocessor(list(features.columns), Config())
+  cleaned = pre.clean(features).to_numpy()
+  split = prepared.assign_splits(np.arange(len(frame)), seed=0, validation_fraction=0.16,
+                                 test_fraction=0.2)
+  np.testing.assert_allclose(meta["preprocessing"]["mean"], cleaned[split == 0].mean(axis=0),
+                             rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(meta["preprocessing"]["scale"], cleaned[split == 0].std(axis=0),
+                             rtol=1e-9)
+  assert meta["counts"]["test"] == {"rows": int((split == 2).sum()),
+                                    "positives": int(labels[split == 2].sum())}
+  # Records (parsed inside tf.data) equal the saved Preprocessor applied eagerly to raw rows.
+  fitted = preprocessing.Preprocessor(**meta["preprocessing"])
+  x, y = _decode(out, meta["files"]["test"])
+  want = fitted(frame[split == 2])
+  order = np.lexsort(x.T), np.lexsort(want.T)
+  np.testing.assert_array_equal(x[order[0]], want[order[1]])
+  np.testing.assert_array_equal(y[order[0]], labels[split == 2][order[1]])
+  # Train shards are per class, filled round-robin.
+  assert meta["shard_counts"]["train"]["1"] == [15, 15, 14, 14] or \
+      max(meta["shard_counts"]["train"]["1"]) - min(meta["shard_counts"]["train"]["1"]) <= 1
+  _, y1 = _decode(out, meta["files"]["train"]["1"])
+  assert set(y1.tolist()) == {1}
+
+
+def test_chunk_size_does_not_change_the_result(prepared_dir, tmp_path):
+  _, csv, out = prepared_dir
+  other = tmp_path / "other"
+  prepared.prepare(_config(csv, prepare_chunk_rows=3000), str(other))
+  a = read_json(os.path.join(out, prepared.METADATA_FILE))
+  b = read_json(other / prepared.METADATA_FILE)
+  assert a["counts"] == b["counts"] and a["shard_counts"] == b["shard_counts"]
+  np.testing.assert_allclose(a["preprocessing"]["scale"], b["preprocessing"]["scale"], rtol=1e-12)
+
+
+def test_prepare_refuses_to_overwrite_and_bad_input(prepared_dir, tmp_path):
+  _, csv, out = prepared_dir
+  with pytest.raises(DataError, match="already holds a prepared set; pass --fresh"):
+    prepared.prepare(_config(csv), out)
+  bad = tmp_path / "bad.csv"
+  bad.write_text("a,Class\n1,0\nx,1\n")
+  with pytest.raises(DataError, match="feature column 'a' is not numeric"):
+    prepared.prepare(_config(bad), str(tmp_path / "p2"))
+  one_class = tmp_path / "one.csv"
+  small_frame(rows=200, positives=0).to_csv(one_class, index=False)
+  with pytest.raises(DataError, match="has no rows of class 1"):
+    prepared.prepare(_config(one_class), str(tmp_path / "p3"))
+  assert not os.path.exists(tmp_path / "p3" / prepared.METADATA_FILE)
+  with pytest.raises(DataError, match="holds no metadata.json"):
+    prepared.PreparedData.open(str(tmp_path / "p3"))
+
+
+def test_oversampled_stream_is_balanced_static_and_resumable(prepared_dir):
+  _, _, out = prepared_dir
+  data = prepared.PreparedData.open(out)
+  kw = dict(strategy="oversample", batch_size=128, chunk=16, seed=3)
+  ds = data.train_dataset(**kw)
+  assert [s.shape.as_list() for s in ds.element_spec] == [[128, 29], [128]]
+  batches = [b for _, b in ds.take(40)]
+  share = float(np.mean([b.numpy().mean() for b in batches]))
+  assert 0.4 < share < 0.6
+  # skip=k replays the seeded stream: a resumed run continues where it stopped.
+  resumed = next(iter(data.train_dataset(**kw, skip=5)))
+  np.testing.assert_array_equal(resumed[1].numpy(), batches[5].numpy())
+
+
+def test_input_pipelines_read_disjoint_shards(prepared_dir):
+  _, _, out = prepared_dir
+  data = prepared.PreparedData.open(out)
+  seen = []
+  for pipeline in (0, 1):
+    ds = data.train_dataset(strategy="baseline", batch_size=200, chunk=16, seed=0,
+                            pipeline_id=pipeline, num_pipelines=2)
+    seen.append({tuple(row) for x, _ in ds.take(10) for row in x.numpy().round(5).tolist()})
+  assert seen[0] and seen[1] and not seen[0] & seen[1]
+  with pytest.raises(DataError, match="input pipeline 4 of 5 has no training rows"):
+    data.train_dataset(strategy="oversample", batch_size=128, chunk=16, seed=0, pipeline_id=4,
+                       num_pipelines=5)
+
+
+def test_eval_stream_is_padded_masked_and_complete(prepared_dir):
+  _, _, out = prepared_dir
+  data = prepared.PreparedData.open(out)
+  n = data.counts()["validation"]["rows"]
+  ds = data.eval_dataset("validation", batch_size=128, global_batch_size=256)
+  assert [s.shape.as_list() for s in ds.element_spec] == [[128, 29], [128], [128]]
+  masks = np.concatenate([m.numpy() for _, _, m in ds])
+  assert masks.sum() == n and len(masks) % 256 == 0 and len(masks) - n < 256
+  y, p = data.predict(lambda x, training: tf.reduce_sum(x, axis=1), "validation", batch_size=100)
+  assert len(y) == len(p) == n and y.sum() == data.counts()["validation"]["positives"]
+
+
+def test_prepare_then_train_from_shards(tmp_path):
+  csv = tmp_path / "data.csv"
+  small_frame(rows=3000, positives=90, seed=2).to_csv(csv, index=False)
+  out = tmp_path / "prepared"
+  proc = run_main("--mode=prepare", f"--data_path={csv}", f"--output_dir={out}",
+                  "--prepare_shards=2", "--prepare_chunk_rows=500", timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert os.path.exists(out / prepared.METADATA_FILE)
+  import engine
+  config = Config(prepared_dir=str(out), strategy="oversample", epochs=2, steps_per_epoch=10,
+                  batch_size=128, eval_batch_size=512, learning_rate=0.05, dropout=0.0)
+  results = engine.train_and_evaluate(config, str(tmp_path / "run"))
+  assert results["steps"] == 20
+  assert results["data"]["test"] == read_json(out / prepared.METADATA_FILE)["counts"]["test"]
+  assert results["test"]["auc"] > 0.9  # separable data: the streamed features carry the signal
+  assert os.listdir(tmp_path / "run" / "checkpoints")
