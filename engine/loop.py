@@ -163,7 +163,7 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   def train_fn(ctx: tf.distribute.InputContext):
     make = (splits.train_dataset if config.prepared_dir else
             functools.partial(datasets.train_dataset, splits.x_train, splits.y_train))
-    ds = make(
+    return make(
         strategy=config.strategy,
         batch_size=ctx.get_per_replica_batch_size(global_batch), chunk=config.oversample_chunk,
         seed=config.seed, pipeline_id=ctx.input_pipeline_id,
