@@ -200,8 +200,7 @@ class EngineContenders:
 class _Rounds:
   """Keras callback: times each fit epoch and runs one round of the engine contenders after it."""
 
-  def __init__(self, engine: EngineContenders, rates: dict[str, list[float]], warmup: int,
-               order: list[str]):
+  def __init__(self, contenders: dict, rates: dict[str, list[float]], warmup: int):
     import keras
 
     outer = self
@@ -213,8 +212,8 @@ class _Rounds:
       def on_epoch_end(self, epoch, logs=None):
         dt = time.perf_counter() - outer.t0
         outer.record(epoch, "anchor_keras_fit", outer.anchor_examples / dt)
-        for name in order:
-          outer.record(epoch, name, getattr(engine, _METHODS[name])())
+        for name, measure in contenders.items():
+          outer.record(epoch, name, measure())
         timed = epoch >= warmup
         print(f"  round {epoch + 1}{'' if timed else ' (warm-up)'}: " + "  ".join(
             f"{k} {v[-1]:,.0f}" for k, v in outer.last.items()), flush=True)
@@ -247,6 +246,9 @@ def main():
   p.add_argument("--oversample_chunk", type=int, default=None, help="override the default")
   p.add_argument("--steps_per_loop", type=int, default=None, help="override the default")
   p.add_argument("--jit_compile", action="store_true", help="XLA-compile the engine's step")
+  p.add_argument("--chunk_sweep", default="",
+                 help="comma-separated oversample_chunk values to time as extra contenders "
+                      "(engine training and input pipeline), in the same rounds")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--json", default=None, help="write the figures here")
   args = p.parse_args()
@@ -271,7 +273,14 @@ def main():
                                          args.seed)
   rates: dict[str, list[float]] = {}
   order = ["engine_oversample", "input_pipeline", "compute_bound"]
-  rounds = _Rounds(engine, rates, args.warmup, order)
+  contenders = {name: getattr(engine, _METHODS[name]) for name in order}
+  sweep = [int(c) for c in args.chunk_sweep.split(",") if c]
+  for chunk in sweep:
+    other = EngineContenders(config.replace(oversample_chunk=chunk), splits,
+                             timed_steps=args.engine_steps)
+    contenders[f"engine_oversample@chunk{chunk}"] = other.train
+    contenders[f"input_pipeline@chunk{chunk}"] = other.pipeline
+  rounds = _Rounds(contenders, rates, args.warmup)
   rounds.anchor_examples = args.anchor_steps * BATCH
   print(f"{args.warmup} warm-up + {args.rounds} timed rounds: Keras {args.anchor_steps} steps, "
         f"engine {args.engine_steps} steps of {config.batch_size} per round", flush=True)
@@ -291,6 +300,10 @@ def main():
       "pipeline_over_engine": report["input_pipeline"]["examples_per_second"] / train,
       "compute_bound_over_engine": report["compute_bound"]["examples_per_second"] / train,
   }
+  if sweep:
+    report["chunk_sweep"] = {
+        str(c): {kind: float(np.median(rates[f"{kind}@chunk{c}"]))
+                 for kind in ("engine_oversample", "input_pipeline")} for c in sweep}
   report["pipeline_positive_share"] = engine.positives_pulled / max(1, engine.examples_pulled)
   report["peak_rss_bytes"] = int(peak)
   report["setup"] = {
@@ -309,6 +322,11 @@ def main():
   for name in ["anchor_keras_fit"] + order:
     r = report[name]
     print(f"{name:<20}{r['examples_per_second']:>14,.0f}{r['ratio_to_anchor']:>10.1f}")
+  for c in sweep:
+    r = report["chunk_sweep"][str(c)]
+    print(f"  chunk {c:4d}: engine {r['engine_oversample']:>12,.0f}  pipeline "
+          f"{r['input_pipeline']:>12,.0f}  (x anchor {r['engine_oversample'] / base:.1f} / "
+          f"{r['input_pipeline'] / base:.1f})")
   ratios = report["ratios"]
   print(f"\nengine / anchor          {ratios['engine_over_anchor']:8.1f}  (bar >= 40)")
   print(f"pipeline / engine        {ratios['pipeline_over_engine']:8.2f}  (bar >= 1.5)")
