@@ -33,6 +33,7 @@ def main():
   p.add_argument("--json", default=None)
   args = p.parse_args()
   workdir = args.workdir or tempfile.mkdtemp(prefix="wall-time-")
+  os.makedirs(workdir, exist_ok=True)
   runs = {"engine": [], "keras": []}
   for r in range(args.repeats):
     order = ("engine", "keras") if r % 2 == 0 else ("keras", "engine")
