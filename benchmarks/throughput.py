@@ -212,14 +212,19 @@ class _Rounds:
       def on_epoch_end(self, epoch, logs=None):
         dt = time.perf_counter() - outer.t0
         outer.record(epoch, "anchor_keras_fit", outer.anchor_examples / dt)
-        for name, measure in contenders.items():
-          outer.record(epoch, name, measure())
+        # Rotated each round: whoever runs right after a Keras epoch shares the CPU with its
+        # still-busy input threads, so no contender should always be first.
+        names = list(contenders)
+        shift = epoch % len(names)
+        for name in names[shift:] + names[:shift]:
+          outer.record(epoch, name, contenders[name]())
         timed = epoch >= warmup
         print(f"  round {epoch + 1}{'' if timed else ' (warm-up)'}: " + "  ".join(
             f"{k} {v[-1]:,.0f}" for k, v in outer.last.items()), flush=True)
 
     self.callback = Callback()
-    self.rates, self.warmup, self.last, self.t0 = rates, warmup, {}, 0.0
+    self.rates, self.warmup, self.t0 = rates, warmup, 0.0
+    self.last = {"anchor_keras_fit": [0.0], **{name: [0.0] for name in contenders}}
     self.anchor_examples = 0
 
   def record(self, epoch: int, name: str, rate: float) -> None:
