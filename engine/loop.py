@@ -79,6 +79,62 @@ def _fmt(values: dict[str, float], keys=("loss", "auc", "prc", "precision", "rec
   return " ".join(f"{k} {values[k]:.4f}" for k in keys)
 
 
+def create_state(config: Config, splits: preprocessing.Splits, strategy: tf.distribute.Strategy):
+  """The model, its optimizer, and the train and validation metrics, under `strategy`'s scope.
+
+  Returns:
+    (model, optimizer, train_metrics, val_metrics).
+  """
+  bias = losses.initial_bias(splits.y_train, config.strategy)
+  with strategy.scope():
+    model = build_model(config, num_features=splits.num_features, output_bias=bias)
+    optimizer = tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
+    # Built here, not lazily at the first step: a lazy build inside a multi-replica step fails.
+    optimizer.build(model.trainable_variables)
+    train_metrics, val_metrics = Metrics(), Metrics()
+  return model, optimizer, train_metrics, val_metrics
+
+
+def make_train_iterator(config: Config, splits: preprocessing.Splits,
+                        strategy: tf.distribute.Strategy, *, start_step: int = 0):
+  """The distributed iterator over the training stream, resumed at `start_step`."""
+  num_replicas = strategy.num_replicas_in_sync
+  global_batch = config.batch_size
+
+  def train_fn(ctx: tf.distribute.InputContext):
+    make = (splits.train_dataset if config.prepared_dir else
+            functools.partial(datasets.train_dataset, splits.x_train, splits.y_train))
+    return make(
+        strategy=config.strategy,
+        batch_size=ctx.get_per_replica_batch_size(global_batch), chunk=config.oversample_chunk,
+        seed=config.seed, pipeline_id=ctx.input_pipeline_id,
+        num_pipelines=ctx.num_input_pipelines,
+        skip=start_step * num_replicas // ctx.num_input_pipelines)
+
+  return iter(strategy.distribute_datasets_from_function(train_fn))
+
+
+def train_epoch(train_loop, train_iter, metrics: Metrics, *, steps: int, steps_per_loop: int,
+                stop_requested=None) -> tuple[dict[str, float], float]:
+  """Runs `steps` training steps, `steps_per_loop` per compiled call.
+
+  Args:
+    stop_requested: optional callable; when it returns True, no further call is started.
+
+  Returns:
+    (the epoch's training metrics, seconds it took, including the wait for the last step).
+  """
+  metrics.reset()
+  t0 = time.perf_counter()
+  remaining = steps
+  while remaining > 0 and not (stop_requested and stop_requested()):
+    n = min(remaining, steps_per_loop)
+    train_loop(train_iter, tf.constant(n, tf.int32))
+    remaining -= n
+  result = metrics.result()  # Reading a result waits for the steps to finish.
+  return result, time.perf_counter() - t0
+
+
 def train_and_evaluate(config: Config, model_dir: str) -> dict:
   """Trains, early-stops, checkpoints and evaluates one model; returns results.json's content.
 
@@ -130,12 +186,7 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   logging.info("Strategy %s: class weights %s, initial output bias %.4f, %d steps per epoch",
                config.strategy, np.round(class_weights, 4).tolist(), bias, epoch_steps)
 
-  with strategy.scope():
-    model = build_model(config, num_features=splits.num_features, output_bias=bias)
-    optimizer = tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
-    # Built here, not lazily at the first step: a lazy build inside a multi-replica step fails.
-    optimizer.build(model.trainable_variables)
-    train_metrics, val_metrics = Metrics(), Metrics()
+  model, optimizer, train_metrics, val_metrics = create_state(config, splits, strategy)
 
   epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
   # The global step at the end of the last completed epoch: a run stopped mid-epoch (SIGTERM)
@@ -160,16 +211,6 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
       optimizer.learning_rate.assign(config.learning_rate)
   start_step = int(optimizer.iterations.numpy())
 
-  def train_fn(ctx: tf.distribute.InputContext):
-    make = (splits.train_dataset if config.prepared_dir else
-            functools.partial(datasets.train_dataset, splits.x_train, splits.y_train))
-    return make(
-        strategy=config.strategy,
-        batch_size=ctx.get_per_replica_batch_size(global_batch), chunk=config.oversample_chunk,
-        seed=config.seed, pipeline_id=ctx.input_pipeline_id,
-        num_pipelines=ctx.num_input_pipelines,
-        skip=start_step * num_replicas // ctx.num_input_pipelines)
-
   eval_global = max(num_replicas, config.eval_batch_size // num_replicas * num_replicas)
 
   def val_fn(ctx: tf.distribute.InputContext):
@@ -178,7 +219,7 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
         global_batch_size=eval_global, pipeline_id=ctx.input_pipeline_id,
         num_pipelines=ctx.num_input_pipelines)
 
-  train_iter = iter(strategy.distribute_datasets_from_function(train_fn))
+  train_iter = make_train_iterator(config, splits, strategy, start_step=start_step)
   val_data = strategy.distribute_datasets_from_function(val_fn)
   train_loop = make_train_loop(model=model, optimizer=optimizer, strategy=strategy,
                                metrics=train_metrics, class_weights=class_weights,
@@ -193,16 +234,11 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   while int(epoch.numpy()) < config.epochs and not stopper.should_stop:
     e = int(epoch.numpy()) + 1
     first_step = int(optimizer.iterations.numpy())
-    train_metrics.reset()
-    t0 = time.perf_counter()
     remaining = epoch_steps - (first_step - int(epoch_start_step.numpy()))
     steps_run = max(remaining, 0)
-    while remaining > 0 and not stop.requested:
-      n = min(remaining, config.steps_per_loop)
-      train_loop(train_iter, tf.constant(n, tf.int32))
-      remaining -= n
-    train_result = train_metrics.result()  # Reading a result waits for the steps to finish.
-    dt = time.perf_counter() - t0
+    train_result, dt = train_epoch(train_loop, train_iter, train_metrics, steps=steps_run,
+                                   steps_per_loop=config.steps_per_loop,
+                                   stop_requested=lambda: stop.requested)
     last_step = int(optimizer.iterations.numpy())
     train_seconds.assign_add(dt)
     if not math.isfinite(train_result["loss"]):

@@ -58,7 +58,10 @@ def make_eval_pass(*, model, strategy, metrics):
 
   @tf.function
   def eval_pass(dataset):
-    for batch in dataset:
+    # Over an iterator, not the dataset: `for batch in dataset` becomes `dataset.reduce`, which
+    # runs the model and metric updates as a tf.data function, ~10x slower here (250 ms against
+    # 20 ms for the 45k validation rows, every epoch). Over an iterator it is a while loop.
+    for batch in iter(dataset):
       strategy.run(replica_step, args=(batch,))
 
   return eval_pass

@@ -94,7 +94,14 @@ def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: in
   if skip:
     ds = ds.skip(skip)
   ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  # tf.data's default `map_parallelization` rewrite makes every map parallel, including the
+  # per-draw map inside `sample_from_datasets` and the per-pass shuffle: each draw then hops
+  # threads, which costs more than the draw itself. Off, the stream ran 2-5x faster on 2 cores
+  # (benchmarks/throughput.py); the one map worth parallelising, the gather, asks for it above.
+  options = tf.data.Options()
+  options.experimental_optimization.map_parallelization = False
+  return ds.with_options(options)
 
 
 def pad_for_eval(x: np.ndarray, y: np.ndarray, multiple: int):

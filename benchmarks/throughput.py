@@ -1,0 +1,349 @@
+"""Training throughput of the engine against Keras `model.fit`, measured in one process and one run.
+
+  python benchmarks/throughput.py --data_path=creditcard.csv.gz --json=throughput.json
+  python benchmarks/throughput.py --synthetic_rows=284807          # no data file needed
+
+Four figures, each the median examples/s over `--rounds` timed epochs after `--warmup` ones:
+  anchor_keras_fit   the TF tutorial's recipe: `model.fit` on element-wise
+                     `sample_from_datasets([pos, neg], [0.5, 0.5])` (shuffle(100000), repeat,
+                     batch 2048, prefetch(2)), Dense(16, relu) -> Dropout(0.5) -> Dense(1,
+                     sigmoid), Adam 1e-3, the tutorial's nine metrics.
+  engine_oversample  the engine's `oversample` training as main.py runs it: the same state,
+                     iterator, compiled loop and epoch function that engine/loop.py uses,
+                     all metrics on.
+  input_pipeline     the engine's training stream alone, pulled inside a tf.function.
+  compute_bound      the engine's compiled training loop on one batch already in memory: what
+                     this machine can do without any input pipeline.
+
+The contenders run interleaved, one timed epoch of each per round (the Keras epochs drive the
+rounds through a callback), so a machine shared with other work slows all of them alike and
+their ratios stay comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from engine import distribute, loop, losses  # noqa: E402
+from engine.config import Config  # noqa: E402
+from engine.step import make_train_loop  # noqa: E402
+from input_pipeline import preprocessing, sources  # noqa: E402
+
+BATCH = 2048
+# The tutorial's shuffle buffer: larger than the negatives' share of a batch stream ever needs,
+# it is what makes element-wise mixing a fair anchor (same recipe, not a weakened one).
+TUTORIAL_BUFFER = 100_000
+
+
+class PeakRss:
+  """Polls this process's resident set size in a background thread; `peak` in bytes."""
+
+  def __init__(self, interval: float = 0.05):
+    import threading
+    self.peak = psutil.Process().memory_info().rss
+    self._stop = threading.Event()
+    self._interval = interval
+    self._thread = threading.Thread(target=self._run, daemon=True)
+    self._thread.start()
+
+  def _run(self):
+    proc = psutil.Process()
+    while not self._stop.wait(self._interval):
+      self.peak = max(self.peak, proc.memory_info().rss)
+
+  def stop(self) -> int:
+    self._stop.set()
+    self._thread.join()
+    # getrusage's high-water mark catches what the poll may have missed between samples.
+    return max(self.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def load_splits(config: Config) -> preprocessing.Splits:
+  frame, _ = sources.load_frame(config)
+  return preprocessing.prepare(frame, config)
+
+
+# --- (1) the anchor: the tutorial's Keras recipe -------------------------------------------
+
+def tutorial_metrics():
+  import keras
+  return [
+      keras.metrics.TruePositives(name="tp"),
+      keras.metrics.FalsePositives(name="fp"),
+      keras.metrics.TrueNegatives(name="tn"),
+      keras.metrics.FalseNegatives(name="fn"),
+      keras.metrics.BinaryAccuracy(name="accuracy"),
+      keras.metrics.Precision(name="precision"),
+      keras.metrics.Recall(name="recall"),
+      keras.metrics.AUC(name="auc"),
+      keras.metrics.AUC(name="prc", curve="PR"),
+  ]
+
+
+def tutorial_model(num_features: int, output_bias: float = 0.0):
+  """The tutorial's `make_model`: Dense(16, relu) -> Dropout(0.5) -> Dense(1, sigmoid)."""
+  import keras
+  model = keras.Sequential([
+      keras.Input(shape=(num_features,)),
+      keras.layers.Dense(16, activation="relu"),
+      keras.layers.Dropout(0.5),
+      keras.layers.Dense(1, activation="sigmoid",
+                         bias_initializer=keras.initializers.Constant(output_bias)),
+  ])
+  model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),
+                loss=keras.losses.BinaryCrossentropy(), metrics=tutorial_metrics())
+  return model
+
+
+def tutorial_resampled_dataset(x: np.ndarray, y: np.ndarray, seed: int) -> tf.data.Dataset:
+  """The tutorial's `resampled_ds`: element-wise mixing of two shuffled, repeated classes."""
+  def make_ds(features, labels):
+    ds = tf.data.Dataset.from_tensor_slices((features, labels))
+    return ds.shuffle(TUTORIAL_BUFFER, seed=seed).repeat()
+  pos = make_ds(x[y == 1], y[y == 1])
+  neg = make_ds(x[y == 0], y[y == 0])
+  ds = tf.data.Dataset.sample_from_datasets([pos, neg], weights=[0.5, 0.5], seed=seed)
+  return ds.batch(BATCH).prefetch(2)
+
+
+# --- (2)-(4) the engine ---------------------------------------------------------------------
+
+class _SameBatch:
+  """An 'iterator' that yields one in-memory batch forever: the step without any input cost."""
+
+  def __init__(self, batch):
+    self.batch = batch
+
+  def __next__(self):
+    return self.batch
+
+
+class EngineContenders:
+  """The engine's training, its input stream alone, and its compute bound, built as loop.py does."""
+
+  def __init__(self, config: Config, splits: preprocessing.Splits, *, timed_steps: int):
+    self.config = config
+    self.timed_steps = timed_steps
+    strategy = tf.distribute.get_strategy()
+    self.epoch_steps = loop.steps_per_epoch(config, len(splits.y_train))
+    class_weights = losses.class_weights(splits.y_train, config.strategy)
+
+    def compiled_loop():
+      model, optimizer, metrics, _ = loop.create_state(config, splits, strategy)
+      train_loop = make_train_loop(model=model, optimizer=optimizer, strategy=strategy,
+                                   metrics=metrics, class_weights=class_weights,
+                                   global_batch_size=config.batch_size, seed=config.seed,
+                                   jit_compile=config.jit_compile)
+      return train_loop, metrics
+
+    # (2) Training as main.py runs it.
+    self.train_loop, self.train_metrics = compiled_loop()
+    self.train_iter = loop.make_train_iterator(config, splits, strategy)
+
+    # (3) The same stream, consumed by a compiled loop that only touches each batch.
+    pipeline_iter = loop.make_train_iterator(config, splits, strategy)
+
+    @tf.function
+    def pull(num_steps):
+      total = tf.constant(0, tf.int64)
+      for _ in tf.range(num_steps):
+        _, y = next(pipeline_iter)
+        total += tf.reduce_sum(tf.cast(y, tf.int64))
+      return total
+    self.pull = pull
+
+    # (4) The compiled loop on one real batch of the stream, already in memory.
+    self.compute_loop, self.compute_metrics = compiled_loop()
+    self.same_batch = _SameBatch(next(loop.make_train_iterator(config, splits, strategy)))
+    self.positives_pulled = 0
+    self.examples_pulled = 0
+
+  def train(self) -> float:
+    # Epochs of main.py's length, so the rate includes its per-epoch metric read-out.
+    remaining, seconds = self.timed_steps, 0.0
+    while remaining > 0:
+      steps = min(remaining, self.epoch_steps)
+      _, dt = loop.train_epoch(self.train_loop, self.train_iter, self.train_metrics, steps=steps,
+                               steps_per_loop=self.config.steps_per_loop)
+      seconds += dt
+      remaining -= steps
+    return self.timed_steps * self.config.batch_size / seconds
+
+  def pipeline(self) -> float:
+    t0 = time.perf_counter()
+    positives = int(self.pull(tf.constant(self.timed_steps)).numpy())
+    dt = time.perf_counter() - t0
+    self.positives_pulled += positives
+    self.examples_pulled += self.timed_steps * self.config.batch_size
+    return self.timed_steps * self.config.batch_size / dt
+
+  def compute(self) -> float:
+    _, dt = loop.train_epoch(self.compute_loop, self.same_batch, self.compute_metrics,
+                             steps=self.timed_steps, steps_per_loop=self.config.steps_per_loop)
+    return self.timed_steps * self.config.batch_size / dt
+
+
+class _Rounds:
+  """Keras callback: times each fit epoch and runs one round of the engine contenders after it."""
+
+  def __init__(self, contenders: dict, rates: dict[str, list[float]], warmup: int):
+    import keras
+
+    outer = self
+
+    class Callback(keras.callbacks.Callback):
+      def on_epoch_begin(self, epoch, logs=None):
+        outer.t0 = time.perf_counter()
+
+      def on_epoch_end(self, epoch, logs=None):
+        dt = time.perf_counter() - outer.t0
+        outer.record(epoch, "anchor_keras_fit", outer.anchor_examples / dt)
+        # Rotated each round: whoever runs right after a Keras epoch shares the CPU with its
+        # still-busy input threads, so no contender should always be first.
+        names = list(contenders)
+        shift = epoch % len(names)
+        for name in names[shift:] + names[:shift]:
+          outer.record(epoch, name, contenders[name]())
+        timed = epoch >= warmup
+        print(f"  round {epoch + 1}{'' if timed else ' (warm-up)'}: " + "  ".join(
+            f"{k} {v[-1]:,.0f}" for k, v in outer.last.items()), flush=True)
+
+    self.callback = Callback()
+    self.rates, self.warmup, self.t0 = rates, warmup, 0.0
+    self.last = {"anchor_keras_fit": [0.0], **{name: [0.0] for name in contenders}}
+    self.anchor_examples = 0
+
+  def record(self, epoch: int, name: str, rate: float) -> None:
+    self.last[name] = [rate]
+    if epoch >= self.warmup:
+      self.rates.setdefault(name, []).append(rate)
+
+
+_METHODS = {"engine_oversample": "train", "input_pipeline": "pipeline",
+            "compute_bound": "compute"}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--data_path", default=None, help="the credit-card CSV(.gz); default synthetic")
+  p.add_argument("--synthetic_rows", type=int, default=284_807)
+  p.add_argument("--rounds", type=int, default=5, help="timed epochs of each contender")
+  p.add_argument("--warmup", type=int, default=1, help="untimed epochs first (tracing, buffers)")
+  p.add_argument("--anchor_steps", type=int, default=40,
+                 help="Keras steps per timed epoch (the tutorial's epoch is 278 steps; its rate "
+                      "does not depend on the epoch length once the shuffle buffers are full)")
+  p.add_argument("--engine_steps", type=int, default=400,
+                 help="engine steps per timed epoch (run as main.py's 20-step epochs)")
+  p.add_argument("--oversample_chunk", type=int, default=None, help="override the default")
+  p.add_argument("--steps_per_loop", type=int, default=None, help="override the default")
+  p.add_argument("--jit_compile", action="store_true", help="XLA-compile the engine's step")
+  p.add_argument("--chunk_sweep", default="",
+                 help="comma-separated oversample_chunk values to time as extra contenders "
+                      "(engine training and input pipeline), in the same rounds")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--json", default=None, help="write the figures here")
+  args = p.parse_args()
+
+  rss = PeakRss()
+  overrides = {k: getattr(args, k) for k in ("oversample_chunk", "steps_per_loop")
+               if getattr(args, k) is not None}
+  config = Config(strategy="oversample", data_path=args.data_path, seed=args.seed,
+                  dataset="creditcard" if args.data_path else "synthetic",
+                  synthetic_rows=args.synthetic_rows, jit_compile=args.jit_compile, **overrides)
+  loop.configure_tensorflow(config)
+  distribute.make_strategy(config)
+  t0 = time.perf_counter()
+  splits = load_splits(config)
+  print(f"data: {args.data_path or 'synthetic'}: {len(splits.y_train)} training rows, "
+        f"{int(splits.y_train.sum())} positives ({time.perf_counter() - t0:.1f}s to load)",
+        flush=True)
+
+  engine = EngineContenders(config, splits, timed_steps=args.engine_steps)
+  anchor = tutorial_model(splits.num_features)
+  anchor_ds = tutorial_resampled_dataset(splits.x_train, splits.y_train.astype(np.float32),
+                                         args.seed)
+  rates: dict[str, list[float]] = {}
+  order = ["engine_oversample", "input_pipeline", "compute_bound"]
+  contenders = {name: getattr(engine, _METHODS[name]) for name in order}
+  sweep = [int(c) for c in args.chunk_sweep.split(",") if c]
+  for chunk in sweep:
+    other = EngineContenders(config.replace(oversample_chunk=chunk), splits,
+                             timed_steps=args.engine_steps)
+    contenders[f"engine_oversample@chunk{chunk}"] = other.train
+    contenders[f"input_pipeline@chunk{chunk}"] = other.pipeline
+  rounds = _Rounds(contenders, rates, args.warmup)
+  rounds.anchor_examples = args.anchor_steps * BATCH
+  print(f"{args.warmup} warm-up + {args.rounds} timed rounds: Keras {args.anchor_steps} steps, "
+        f"engine {args.engine_steps} steps of {config.batch_size} per round", flush=True)
+  anchor.fit(anchor_ds, epochs=args.warmup + args.rounds, steps_per_epoch=args.anchor_steps,
+             verbose=0, callbacks=[rounds.callback])
+  peak = rss.stop()
+
+  base = float(np.median(rates["anchor_keras_fit"]))
+  report = {}
+  for name in ["anchor_keras_fit"] + order:
+    median = float(np.median(rates[name]))
+    report[name] = {"examples_per_second": median, "ratio_to_anchor": median / base,
+                    "rounds": [float(r) for r in rates[name]]}
+  train = report["engine_oversample"]["examples_per_second"]
+  report["ratios"] = {
+      "engine_over_anchor": train / base,
+      "pipeline_over_engine": report["input_pipeline"]["examples_per_second"] / train,
+      "compute_bound_over_engine": report["compute_bound"]["examples_per_second"] / train,
+  }
+  if sweep:
+    report["chunk_sweep"] = {
+        str(c): {kind: float(np.median(rates[f"{kind}@chunk{c}"]))
+                 for kind in ("engine_oversample", "input_pipeline")} for c in sweep}
+  report["pipeline_positive_share"] = engine.positives_pulled / max(1, engine.examples_pulled)
+  report["peak_rss_bytes"] = int(peak)
+  report["setup"] = {
+      "data": args.data_path or f"synthetic({args.synthetic_rows})",
+      "rounds": args.rounds, "warmup": args.warmup, "anchor_steps_per_round": args.anchor_steps,
+      "engine_steps_per_round": args.engine_steps, "batch_size": config.batch_size,
+      "oversample_chunk": config.oversample_chunk, "steps_per_loop": config.steps_per_loop,
+      "engine_epoch_steps": engine.epoch_steps, "jit_compile": config.jit_compile,
+  }
+  report["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                       "processor": platform.processor() or platform.machine(),
+                       "load_average_1min": os.getloadavg()[0],
+                       "tensorflow": tf.__version__, "python": platform.python_version()}
+
+  print(f"\n{'':<20}{'examples/s':>14}{'x anchor':>10}")
+  for name in ["anchor_keras_fit"] + order:
+    r = report[name]
+    print(f"{name:<20}{r['examples_per_second']:>14,.0f}{r['ratio_to_anchor']:>10.1f}")
+  for c in sweep:
+    r = report["chunk_sweep"][str(c)]
+    print(f"  chunk {c:4d}: engine {r['engine_oversample']:>12,.0f}  pipeline "
+          f"{r['input_pipeline']:>12,.0f}  (x anchor {r['engine_oversample'] / base:.1f} / "
+          f"{r['input_pipeline'] / base:.1f})")
+  ratios = report["ratios"]
+  print(f"\nengine / anchor          {ratios['engine_over_anchor']:8.1f}  (bar >= 40)")
+  print(f"pipeline / engine        {ratios['pipeline_over_engine']:8.2f}  (bar >= 1.5)")
+  print(f"compute bound / engine   {ratios['compute_bound_over_engine']:8.2f}  (bar <= 2)")
+  print(f"pipeline positive share  {report['pipeline_positive_share']:8.4f}")
+  print(f"peak RSS                 {peak / 2**20:8.0f} MiB")
+  print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+        f"TensorFlow {tf.__version__}")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()

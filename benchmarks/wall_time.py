@@ -1,0 +1,89 @@
+"""End-to-end wall time of `main.py --strategy=oversample` against the tutorial's Keras recipe.
+
+  python benchmarks/wall_time.py --data_path=creditcard.csv.gz --repeats=2 --json=wall.json
+
+Each is run as a user runs it, a fresh process from the first command to its results file
+(imports and the CSV read included): `main.py --strategy=oversample --data_path=...` with
+default flags, and benchmarks/keras_recipe.py. They run one after the other, never at the same
+time, alternating which goes first, so each gets the machine the other had. Prints each run's
+wall seconds, peak RSS (of that process, from wait4) and test metrics, and the ratio of the
+medians (the engine's bar: at most 1/5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEYS = ("auc", "prc", "recall", "precision", "tp", "fp", "fn")
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--data_path", required=True, help="the credit-card CSV(.gz)")
+  p.add_argument("--repeats", type=int, default=1, help="runs of each")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--workdir", default=None, help="model directories and logs (default: temp)")
+  p.add_argument("--json", default=None)
+  args = p.parse_args()
+  workdir = args.workdir or tempfile.mkdtemp(prefix="wall-time-")
+  os.makedirs(workdir, exist_ok=True)
+  runs = {"engine": [], "keras": []}
+  for r in range(args.repeats):
+    order = ("engine", "keras") if r % 2 == 0 else ("keras", "engine")
+    for name in order:
+      log = os.path.join(workdir, f"{name}-{r}.log")
+      if name == "engine":
+        model_dir = os.path.join(workdir, f"engine-{r}")
+        out = os.path.join(model_dir, "results.json")
+        cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--strategy=oversample",
+               f"--data_path={args.data_path}", f"--model_dir={model_dir}", "--fresh",
+               f"--seed={args.seed}"]
+      else:
+        out = os.path.join(workdir, f"keras-{r}.json")
+        cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "keras_recipe.py"),
+               f"--data_path={args.data_path}", f"--json={out}", f"--seed={args.seed}"]
+      with open(log, "w") as f:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        # wait4: this child's own peak RSS, not the largest of all children so far.
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+      if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed; see {log}")
+      with open(out) as f:
+        result = json.load(f)
+      test = result["test"]
+      entry = {"wall_seconds": wall, "peak_rss_bytes": usage.ru_maxrss * 1024,
+               "epochs_run": result["epochs_run"], "best_epoch": result["best_epoch"],
+               "test": {k: test[k] for k in KEYS}}
+      runs[name].append(entry)
+      print(f"{name:<7} run {r}: wall {wall:6.1f}s  peak RSS {entry['peak_rss_bytes'] / 2**20:6.0f} "
+            f"MiB  epochs {entry['epochs_run']:3d} (best {entry['best_epoch']})  " +
+            " ".join(f"{k} {test[k]:.4f}" if isinstance(test[k], float) else f"{k} {test[k]}"
+                     for k in KEYS), flush=True)
+
+  def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
+
+  engine = median([e["wall_seconds"] for e in runs["engine"]])
+  keras = median([e["wall_seconds"] for e in runs["keras"]])
+  report = {"runs": runs, "engine_wall_seconds": engine, "keras_wall_seconds": keras,
+            "ratio_engine_over_keras": engine / keras, "bar": 0.2,
+            "machine": {"cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}}
+  print(f"\nmedian wall: engine {engine:.1f}s, Keras recipe {keras:.1f}s -> ratio {engine / keras:.3f} "
+        f"(bar <= 0.2: {'met' if engine / keras <= 0.2 else 'NOT met'})")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
