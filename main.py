@@ -5,6 +5,9 @@
   python main.py --data_path=my.csv --label_column=is_fraud
   python main.py --mode=prepare --data_path=big.csv --output_dir=big/   # data larger than memory
   python main.py --prepared_dir=big/                                    # ... trains from it
+  python main.py --strategy=all --target_recall=0.85   # compare the strategies, see comparison.md
+  python main.py --mode=predict --export_dir=runs/oversample/export --data_path=new.csv \
+      --output=scores.csv
 
 This is the only file that reads flags. It turns them into one `engine.Config`, logs it, and
 calls `engine.train_and_evaluate`. Bad flags or bad data end with one line on stderr and exit
@@ -28,17 +31,29 @@ EXIT_NUMERICAL = 3
 FLAGS = flags.FLAGS
 
 # What to do.
-flags.DEFINE_enum("mode", "train", ["train", "prepare"],
-                  "train: train and evaluate a model. prepare: read --data_path in chunks and "
-                  "write scaled, split TFRecord shards to --output_dir, for --prepared_dir.")
+flags.DEFINE_enum("mode", "train", ["train", "prepare", "predict", "evaluate"],
+                  "train: train, evaluate and export a model. prepare: read --data_path in "
+                  "chunks and write scaled, split TFRecord shards to --output_dir, for "
+                  "--prepared_dir. predict: score --data_path with the model in --export_dir "
+                  "into --output. evaluate: metrics of --export_dir on the labelled --data_path.")
 
 # What to train.
-flags.DEFINE_enum("strategy", "oversample", ["baseline", "class_weight", "oversample"],
+flags.DEFINE_enum("strategy", "oversample", ["baseline", "class_weight", "oversample", "all"],
                   "How to handle the class imbalance: plain training (`baseline`), per-class "
-                  "loss weights total/(2*count) (`class_weight`), or balanced batches drawn with "
-                  "sample_from_datasets (`oversample`).")
+                  "loss weights total/(2*count) (`class_weight`), balanced batches drawn with "
+                  "sample_from_datasets (`oversample`), or `all` three from the same initial "
+                  "weights in <model_dir>/<strategy>, compared in <model_dir>/comparison.md.")
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and results. Default: "
                     "runs/<strategy>. Running again on it resumes.")
+flags.DEFINE_string("export_dir", None, "--mode=predict/evaluate: the exported model, "
+                    "<model_dir>/export of a training run.")
+flags.DEFINE_string("output", None, "--mode=predict: CSV to write the scores to. "
+                    "--mode=evaluate: optional JSON for the metrics.")
+flags.DEFINE_float("target_recall", 0.9, "Choose the decision threshold on the validation "
+                   "split as the highest one reaching this recall.")
+flags.DEFINE_float("fp_cost", None, "With --fn_cost: choose the threshold minimising "
+                   "fp_cost*FP + fn_cost*FN on validation instead of a recall target.")
+flags.DEFINE_float("fn_cost", None, "Cost of a missed fraud; see --fp_cost.")
 flags.DEFINE_boolean("fresh", False, "Start over: remove the run in --model_dir first.")
 
 # Data.
@@ -121,7 +136,10 @@ def config_from_flags():
       dataset=FLAGS.dataset, data_path=FLAGS.data_path, label_column=FLAGS.label_column,
       drop_invalid_rows=FLAGS.drop_invalid_rows, synthetic_rows=FLAGS.synthetic_rows,
       validation_fraction=FLAGS.validation_fraction, test_fraction=FLAGS.test_fraction,
-      strategy=FLAGS.strategy, hidden_units=hidden, dropout=FLAGS.dropout,
+      # `all` is expanded by engine.compare; its configs are validated as oversample's, the
+      # strictest (the chunk must divide the batch).
+      strategy="oversample" if FLAGS.strategy == "all" else FLAGS.strategy,
+      hidden_units=hidden, dropout=FLAGS.dropout,
       oversample_chunk=FLAGS.oversample_chunk, seed=FLAGS.seed, epochs=FLAGS.epochs,
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       steps_per_epoch=FLAGS.steps_per_epoch, steps_per_loop=FLAGS.steps_per_loop,
@@ -130,7 +148,8 @@ def config_from_flags():
       distribution=FLAGS.distribution, logical_cpus=FLAGS.logical_cpus, tpu=FLAGS.tpu,
       fresh=FLAGS.fresh, checkpoints_to_keep=FLAGS.checkpoints_to_keep,
       prepared_dir=FLAGS.prepared_dir, prepare_chunk_rows=FLAGS.prepare_chunk_rows,
-      prepare_shards=FLAGS.prepare_shards)
+      prepare_shards=FLAGS.prepare_shards,
+      target_recall=FLAGS.target_recall, fp_cost=FLAGS.fp_cost, fn_cost=FLAGS.fn_cost)
 
 
 def import_tensorflow_quietly() -> None:
@@ -165,15 +184,20 @@ def main(argv: list[str]) -> None:
   logging.get_absl_handler().python_handler.stream = sys.stdout
   import_tensorflow_quietly()
   # TensorFlow's checkpoint writer logs an INFO line per save through absl's root logger.
+  # So does the SavedModel writer, per export (signature renames, assets, fingerprint).
+  quiet = ("functional_saver", "signature_serialization", "builder_impl", "fingerprinting_utils")
   logging.get_absl_handler().addFilter(
-      lambda r: r.levelno > logging.converter.STANDARD_INFO or r.module != "functional_saver")
+      lambda r: r.levelno > logging.converter.STANDARD_INFO or r.module not in quiet)
   from engine.config import ConfigError
   from input_pipeline.errors import DataError
   try:
     config = config_from_flags()
   except ConfigError as e:
     fail(str(e))
-  model_dir = FLAGS.model_dir or os.path.join("runs", config.strategy)
+  model_dir = FLAGS.model_dir or os.path.join("runs", FLAGS.strategy)
+  if FLAGS.mode in ("predict", "evaluate"):
+    run_export(config)
+    return
   logging.info("Config:\n%s", config.to_json())
   if FLAGS.mode == "prepare":
     prepare(config)
@@ -181,7 +205,11 @@ def main(argv: list[str]) -> None:
 
   import engine
   try:
-    results = engine.train_and_evaluate(config, model_dir)
+    if FLAGS.strategy == "all":
+      from engine import compare
+      results = compare.train_all(config, model_dir)
+    else:
+      results = engine.train_and_evaluate(config, model_dir)
   except (ConfigError, DataError) as e:
     fail(str(e))
   except engine.NumericalError as e:
@@ -189,8 +217,10 @@ def main(argv: list[str]) -> None:
   if results.get("preempted"):
     logging.info("Checkpoint saved at step %d; the same command resumes.", results["step"])
     return
-  if os.path.exists(os.path.join(model_dir, "results.json")):  # Not on multi-worker non-chiefs.
-    logging.info("Wrote %s", os.path.join(model_dir, "results.json"))
+  written = os.path.join(model_dir, "comparison.json" if FLAGS.strategy == "all" else
+                         "results.json")
+  if os.path.exists(written):  # Not on multi-worker non-chiefs.
+    logging.info("Wrote %s", written)
 
 
 def prepare(config) -> None:
@@ -205,6 +235,26 @@ def prepare(config) -> None:
   for name, c in metadata["counts"].items():
     logging.info("  %-10s %8d rows, %5d positives", name, c["rows"], c["positives"])
   logging.info("Wrote %s; train with --prepared_dir=%s", FLAGS.output_dir, FLAGS.output_dir)
+
+
+def run_export(config) -> None:
+  """--mode=predict or --mode=evaluate with the model in --export_dir."""
+  from engine import predict
+  from engine.config import ConfigError
+  from input_pipeline.errors import DataError
+  if not FLAGS.export_dir:
+    fail(f"--mode={FLAGS.mode} needs --export_dir (a training run's <model_dir>/export)")
+  try:
+    if FLAGS.mode == "predict":
+      predict.predict(config, FLAGS.export_dir, FLAGS.output)
+    else:
+      metrics = predict.evaluate(config, FLAGS.export_dir)
+      if FLAGS.output:
+        import json
+        with open(FLAGS.output, "w") as f:
+          json.dump(metrics, f, indent=2)
+  except (ConfigError, DataError) as e:
+    fail(str(e))
 
 
 if __name__ == "__main__":

@@ -77,6 +77,13 @@ class Config:
   logical_cpus: int = 0
   tpu: str | None = None
 
+  # Operating point: the decision threshold is chosen on the validation split, either as the
+  # highest threshold whose recall reaches `target_recall`, or (when both costs are given) as
+  # the one minimising fp_cost * FP + fn_cost * FN.
+  target_recall: float = 0.9
+  fp_cost: float | None = None
+  fn_cost: float | None = None
+
   # Run management.
   fresh: bool = False
   checkpoints_to_keep: int = 3
@@ -147,3 +154,12 @@ def validate(c: Config) -> None:
   _require(c.seed >= 0, "seed", c.seed, "must be >= 0")
   _require(c.prepared_dir is None or not c.data_path, "prepared_dir", c.prepared_dir,
            "reads a prepared directory; do not pass --data_path with it")
+  _require(0.0 < c.target_recall <= 1.0, "target_recall", c.target_recall, "must be in (0, 1]")
+  _require((c.fp_cost is None) == (c.fn_cost is None), "fp_cost" if c.fp_cost is None else
+           "fn_cost", None, "--fp_cost and --fn_cost go together; pass both or neither")
+  for name in ("fp_cost", "fn_cost"):
+    value = getattr(c, name)
+    _require(value is None or (math.isfinite(value) and value >= 0), name, value,
+             "must be a finite number >= 0")
+  _require(c.fp_cost is None or c.fp_cost + c.fn_cost > 0, "fn_cost", c.fn_cost,
+           "--fp_cost and --fn_cost cannot both be 0")

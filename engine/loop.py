@@ -15,7 +15,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from engine import checkpointing, distribute, evaluation, losses, preemption, run_dir
+from engine import (checkpointing, distribute, evaluation, export, losses, preemption, progress,
+                    run_dir)
+from engine import threshold as thresholds
 from engine.config import DEFAULT_OVERSAMPLE_STEPS_PER_EPOCH, Config, ConfigError
 from engine.early_stopping import EarlyStopping
 from engine.metrics import Metrics
@@ -115,11 +117,13 @@ def make_train_iterator(config: Config, splits: preprocessing.Splits,
 
 
 def train_epoch(train_loop, train_iter, metrics: Metrics, *, steps: int, steps_per_loop: int,
-                stop_requested=None) -> tuple[dict[str, float], float]:
+                stop_requested=None, bar: progress.EpochBar | None = None,
+                ) -> tuple[dict[str, float], float]:
   """Runs `steps` training steps, `steps_per_loop` per compiled call.
 
   Args:
     stop_requested: optional callable; when it returns True, no further call is started.
+    bar: optional progress bar, advanced after each compiled call and closed at the end.
 
   Returns:
     (the epoch's training metrics, seconds it took, including the wait for the last step).
@@ -131,16 +135,30 @@ def train_epoch(train_loop, train_iter, metrics: Metrics, *, steps: int, steps_p
     n = min(remaining, steps_per_loop)
     train_loop(train_iter, tf.constant(n, tf.int32))
     remaining -= n
+    if bar:
+      bar.update(n)
+  if bar:
+    bar.close()
   result = metrics.result()  # Reading a result waits for the steps to finish.
   return result, time.perf_counter() - t0
 
 
-def train_and_evaluate(config: Config, model_dir: str) -> dict:
+def train_and_evaluate(config: Config, model_dir: str, *, initial_weights: str | None = None,
+                       ) -> dict:
   """Trains, early-stops, checkpoints and evaluates one model; returns results.json's content.
 
   Running again on the same model_dir resumes from the newest readable checkpoint. SIGTERM
   saves a checkpoint at the current step and returns early with `{"preempted": True, ...}`.
   In a multi-worker run only the chief writes to model_dir (see distribute.worker_directory).
+  At the end the best weights are exported with the threshold chosen on validation
+  (engine/export.py).
+
+  Args:
+    config: the run's config.
+    model_dir: where the run lives.
+    initial_weights: a weights checkpoint (engine/compare.py) to start from instead of a fresh
+      initialisation, so runs of different strategies start from the same weights; the output
+      bias is still this strategy's. Written by the first run that finds none.
 
   Raises:
     ConfigError: an invalid config, or a model_dir that cannot be used.
@@ -155,11 +173,11 @@ def train_and_evaluate(config: Config, model_dir: str) -> dict:
     raise ConfigError(f"invalid --batch_size={config.batch_size}: not divisible by the "
                       f"{num_replicas} replicas")
   with distribute.worker_directory(strategy, model_dir) as work_dir:
-    return _check_and_train(config, work_dir, strategy, distribution)
+    return _check_and_train(config, work_dir, strategy, distribution, initial_weights)
 
 
 def _check_and_train(config: Config, model_dir: str, strategy: tf.distribute.Strategy,
-                     distribution: str) -> dict:
+                     distribution: str, initial_weights: str | None = None) -> dict:
   run_dir.check_writable(model_dir)
   splits = load_data(config)
   resuming = run_dir.check_compatible(model_dir, config, splits.preprocessor.feature_names)
@@ -168,11 +186,12 @@ def _check_and_train(config: Config, model_dir: str, strategy: tf.distribute.Str
     if config.fresh:
       run_dir.clear(model_dir)
     return _train(config, model_dir, strategy=strategy, distribution=distribution,
-                  splits=splits, resuming=resuming, stop=stop)
+                  splits=splits, resuming=resuming, stop=stop, initial_weights=initial_weights)
 
 
 def _train(config: Config, model_dir: str, *, strategy, distribution: str, splits,
-           resuming: bool, stop: preemption.StopRequest) -> dict:
+           resuming: bool, stop: preemption.StopRequest,
+           initial_weights: str | None = None) -> dict:
   chief = distribute.is_chief(strategy)
   run_dir.write_atomic(os.path.join(model_dir, run_dir.CONFIG_FILE), config.to_json() + "\n")
   splits.preprocessor.save(os.path.join(model_dir, run_dir.PREPROCESSING_FILE))
@@ -209,6 +228,14 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
       logging.info("Learning rate changed on resume: %g -> %g",
                    float(optimizer.learning_rate.numpy()), config.learning_rate)
       optimizer.learning_rate.assign(config.learning_rate)
+  if initial_weights and not restored:
+    if tf.io.gfile.exists(initial_weights + ".index"):
+      tf.train.Checkpoint(model=model).read(initial_weights).assert_existing_objects_matched()
+      # The saved weights carry the first run's output bias; the bias belongs to the strategy.
+      model.logit.bias.assign([bias])
+      logging.info("Starting from the shared initial weights %s", initial_weights)
+    elif chief:
+      tf.train.Checkpoint(model=model).write(initial_weights)
   start_step = int(optimizer.iterations.numpy())
 
   eval_global = max(num_replicas, config.eval_batch_size // num_replicas * num_replicas)
@@ -231,6 +258,8 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   if not restored:
     summaries.text("train", "config", "```\n" + config.to_json() + "\n```")
 
+  start_epoch = int(epoch.numpy())
+  run_t0 = time.perf_counter()
   while int(epoch.numpy()) < config.epochs and not stopper.should_stop:
     e = int(epoch.numpy()) + 1
     first_step = int(optimizer.iterations.numpy())
@@ -238,7 +267,9 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
     steps_run = max(remaining, 0)
     train_result, dt = train_epoch(train_loop, train_iter, train_metrics, steps=steps_run,
                                    steps_per_loop=config.steps_per_loop,
-                                   stop_requested=lambda: stop.requested)
+                                   stop_requested=lambda: stop.requested,
+                                   bar=progress.EpochBar(epoch=e, total_steps=steps_run,
+                                                         steps_per_call=config.steps_per_loop))
     last_step = int(optimizer.iterations.numpy())
     train_seconds.assign_add(dt)
     if not math.isfinite(train_result["loss"]):
@@ -269,8 +300,13 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
       ckpts.save_best(last_step)
     ckpts.save_latest(last_step)
     summaries.flush()
-    logging.info("epoch %3d | step %6d | %9.0f examples/s | train %s | val %s%s", e, last_step,
-                 examples_per_s, _fmt(train_result), _fmt(val_result),
+    # Counted from this process's start: a resumed run's earlier epochs took unknown time.
+    eta = progress.eta_seconds(epochs_done=e - start_epoch,
+                               epochs_total=config.epochs - start_epoch,
+                               seconds_so_far=time.perf_counter() - run_t0)
+    logging.info("epoch %3d | step %6d | %9.0f examples/s | ETA %s | train %s | val %s%s", e,
+                 last_step, examples_per_s, progress.format_duration(eta), _fmt(train_result),
+                 _fmt(val_result),
                  " | best" if improved else f" | wait {int(stopper.wait.numpy())}")
 
   epochs_run = int(epoch.numpy())
@@ -281,8 +317,11 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   best_path = ckpts.restore_best()
   logging.info("Evaluating the best weights (%s) on the test split", best_path)
 
-  results = evaluate_best(config, model, splits, strategy, val_metrics, eval_pass,
-                          eval_global)
+  results, host, scored = evaluate_best(config, model, splits, strategy, val_metrics, eval_pass,
+                                       eval_global)
+  results["threshold"] = thresholds.choose(
+      config, val_labels=scored["validation"][0], val_probabilities=scored["validation"][1],
+      test_labels=scored["test"][0], test_probabilities=scored["test"][1])
   results.update({
       "strategy": config.strategy, "distribution": distribution, "num_replicas": num_replicas,
       "epochs_run": epochs_run, "best_epoch": int(stopper.best_epoch.numpy()),
@@ -293,9 +332,19 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   })
   if chief:
     summaries.scalars("test", results["test"], results["best_epoch"])
+    summaries.evaluation(results, scored, results["best_epoch"])
+    summaries.hparams(config, {"test": ["auc", "prc", "precision", "recall"],
+                               "validation": ["auc", "prc", "loss"]})
+    export_dir = export.export_model(host, splits.preprocessor, threshold=results["threshold"],
+                                     export_dir=os.path.join(model_dir, export.EXPORT_DIR))
+    logging.info("Exported the best weights with threshold %.6g to %s",
+                 results["threshold"]["value"], export_dir)
     run_dir.write_json(os.path.join(model_dir, run_dir.RESULTS_FILE), results)
   summaries.close()
-  print(evaluation.format_table({"validation": results["validation"], "test": results["test"]}))
+  th = results["threshold"]
+  print(evaluation.format_table({
+      "validation": results["validation"], "test": results["test"],
+      f"val@{th['value']:.4g}": th["validation"], f"test@{th['value']:.4g}": th["test"]}))
   return results
 
 
@@ -310,11 +359,15 @@ def exact_validation(host, model, splits) -> dict[str, float]:
   return {"auc_exact": exact["auc"], "prc_exact": exact["prc"]}
 
 
-def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_global) -> dict:
-  """Exact test and validation metrics of `model`, plus the streaming ones beside them."""
+def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_global):
+  """Exact test and validation metrics of `model`, plus the streaming ones beside them.
+
+  Returns:
+    (metrics by split, the single-device copy of the model, {split: (labels, probabilities)}).
+  """
   host = build_model(config, num_features=splits.num_features, output_bias=0.0)
   host.set_weights(model.get_weights())
-  out = {}
+  out, scored = {}, {}
   for name in ("validation", "test"):
     if config.prepared_dir:  # Predictions only: the features are streamed, never held.
       y, p = splits.predict(host, name)
@@ -322,6 +375,7 @@ def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_glob
       x, y = _arrays(splits, name)
       p = evaluation.predict_probabilities(host, x)
     out[name] = evaluation.exact_metrics(y, p)
+    scored[name] = (y, p)
   # The streaming (200-threshold) AUCs on the test split, reported under their own names.
   test_data = strategy.distribute_datasets_from_function(
       lambda ctx: _eval_dataset(
@@ -333,7 +387,7 @@ def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_glob
   streaming = metrics.result()
   out["test"]["auc_streaming"] = streaming["auc"]
   out["test"]["prc_streaming"] = streaming["prc"]
-  return out
+  return out, host, scored
 
 
 def _train_labels(data) -> np.ndarray:

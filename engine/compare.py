@@ -1,0 +1,118 @@
+"""`--strategy=all`: every imbalance strategy on the same split, from the same initial weights.
+
+  <model_dir>/initial_weights*     the weights every run starts from (saved by the first run)
+  <model_dir>/<strategy>/          one ordinary run each (engine/loop.py), with its own export
+  <model_dir>/comparison.json      test metrics at 0.5 and at the chosen threshold, per strategy
+  <model_dir>/comparison.md        the same, as a table
+
+As in TensorFlow's imbalanced-data tutorial, the initial weights are saved once and loaded by
+each run, and each run then sets its own output bias (log(pos/neg), or 0 for the balanced
+oversampled stream). Same seed means the same split; so the runs differ only in the strategy.
+Running again resumes every run that has not finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from engine import loop, run_dir
+from engine.config import STRATEGIES, Config
+
+COMPARISON_JSON = "comparison.json"
+COMPARISON_MD = "comparison.md"
+INITIAL_WEIGHTS = "initial_weights"
+TEST_KEYS = ("auc", "prc", "precision", "recall", "tp", "fp", "tn", "fn", "loss")
+
+
+def train_all(config: Config, model_dir: str) -> dict:
+  """Trains one model per strategy in `<model_dir>/<strategy>` and compares them.
+
+  Args:
+    config: the shared config; its `strategy` is replaced by each of STRATEGIES.
+    model_dir: the parent directory of the runs.
+
+  Returns:
+    comparison.json's content: {strategy: {"test": {...}, "threshold": {...}, ...}}; or, if a
+    run was stopped by SIGTERM, that run's `{"preempted": True, ...}`.
+
+  Raises:
+    ConfigError: the config is invalid for one of the strategies (checked before any run).
+    DataError, NumericalError: as `train_and_evaluate`.
+  """
+  # Every strategy's config is built (and so validated) before the first run starts: an
+  # oversample-only constraint must not fail after an hour of baseline training.
+  configs = {s: config.replace(strategy=s) for s in STRATEGIES}
+  run_dir.check_writable(model_dir)
+  os.makedirs(model_dir, exist_ok=True)
+  initial = os.path.join(model_dir, INITIAL_WEIGHTS)
+  if config.fresh:
+    for name in os.listdir(model_dir):
+      if name.startswith(INITIAL_WEIGHTS):
+        os.remove(os.path.join(model_dir, name))
+  results = {}
+  for s, c in configs.items():
+    logging.info("=== strategy %s (%d of %d) ===", s, len(results) + 1, len(configs))
+    results[s] = loop.train_and_evaluate(c, os.path.join(model_dir, s), initial_weights=initial)
+    if results[s].get("preempted"):  # SIGTERM: stop here; running again resumes this run.
+      return results[s]
+  comparison = summarise(results)
+  run_dir.write_json(os.path.join(model_dir, COMPARISON_JSON), comparison)
+  table = markdown_table(comparison)
+  run_dir.write_atomic(os.path.join(model_dir, COMPARISON_MD), table)
+  print(table)
+  return comparison
+
+
+def summarise(results: dict[str, dict]) -> dict:
+  """comparison.json's content from each strategy's results.json content.
+
+  `rank_on_validation` orders the strategies by validation precision at their threshold (for
+  a recall target, every threshold reaches the target on validation, so the cheapest one to
+  operate is the best); by validation cost for a cost-based threshold. Test figures play no
+  part in the ranking.
+  """
+  out = {}
+  for s, r in results.items():
+    th = r["threshold"]
+    out[s] = {
+        "test": {k: r["test"][k] for k in TEST_KEYS},
+        "validation": {k: r["validation"][k] for k in TEST_KEYS},
+        "threshold": th,
+        "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+        "train_seconds": r["train_seconds"],
+    }
+
+  def validation_score(s):
+    th = out[s]["threshold"]
+    v = th["validation"]
+    if "fp_cost" in th:
+      return -(th["fp_cost"] * v["fp"] + th["fn_cost"] * v["fn"])
+    return v["precision"]
+
+  for rank, s in enumerate(sorted(out, key=validation_score, reverse=True), start=1):
+    out[s]["rank_on_validation"] = rank
+  return out
+
+
+def markdown_table(comparison: dict) -> str:
+  """The comparison as a Markdown table: figures at 0.5, then at the chosen threshold."""
+  any_th = next(iter(comparison.values()))["threshold"]
+  rule = (f"fp_cost {any_th['fp_cost']:g}, fn_cost {any_th['fn_cost']:g}" if "fp_cost" in any_th
+          else f"target recall {any_th['target_recall']:g} on validation")
+  lines = [
+      "# Strategy comparison (test split)", "",
+      f"Threshold chosen on the validation split ({rule}); rank 1 is the best on validation.",
+      "",
+      "| strategy | rank | AUC | PR-AUC | precision@0.5 | recall@0.5 | FP@0.5 | FN@0.5 "
+      "| threshold | precision@t | recall@t | FP@t | FN@t |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for s, c in sorted(comparison.items(), key=lambda kv: kv[1]["rank_on_validation"]):
+    t, th = c["test"], c["threshold"]
+    lines.append(
+        f"| {s} | {c['rank_on_validation']} | {t['auc']:.4f} | {t['prc']:.4f} "
+        f"| {t['precision']:.4f} | {t['recall']:.4f} | {t['fp']} | {t['fn']} "
+        f"| {th['value']:.4g} | {th['test']['precision']:.4f} | {th['test']['recall']:.4f} "
+        f"| {th['test']['fp']} | {th['test']['fn']} |")
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,86 @@
+"""Pictures of a model's test behaviour for TensorBoard: confusion matrix, ROC and PR curves.
+
+matplotlib draws them (Agg backend: no display needed). Axes, labels and log scales are what
+make these readable, and drawing them by hand in numpy would be more code than the engine.
+Each function returns PNG bytes; engine/summaries.py writes them.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def _figure():
+  import matplotlib
+  matplotlib.use("Agg")  # Before pyplot: never try to open a window on a server.
+  from matplotlib import pyplot as plt
+  return plt, plt.figure(figsize=(4.5, 4), dpi=80)
+
+
+def _png(plt, fig) -> bytes:
+  buf = io.BytesIO()
+  fig.tight_layout()
+  fig.savefig(buf, format="png")
+  plt.close(fig)
+  return buf.getvalue()
+
+
+def confusion_matrix(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
+                     title: str) -> bytes:
+  """The 2x2 counts at `threshold`, with a log colour scale (fraud is ~0.2% of rows)."""
+  plt, fig = _figure()
+  y = np.asarray(labels).astype(int)
+  pred = (np.asarray(probabilities) >= threshold).astype(int)
+  cm = skm.confusion_matrix(y, pred, labels=[0, 1])
+  ax = fig.add_subplot()
+  ax.imshow(np.log10(cm + 1), cmap="Blues")
+  for (i, j), v in np.ndenumerate(cm):
+    ax.text(j, i, str(v), ha="center", va="center", color="black", fontsize=12)
+  ax.set_xticks([0, 1], ["legit", "fraud"])
+  ax.set_yticks([0, 1], ["legit", "fraud"])
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("actual")
+  ax.set_title(f"{title} @ {threshold:.4g}")
+  return _png(plt, fig)
+
+
+def roc_curve(labels: np.ndarray, probabilities: np.ndarray, title: str) -> bytes:
+  """ROC with a log false-positive axis: the interesting part is FPR < 1%."""
+  plt, fig = _figure()
+  fpr, tpr, _ = skm.roc_curve(labels, probabilities)
+  ax = fig.add_subplot()
+  ax.plot(np.maximum(fpr, 1e-6), tpr)
+  ax.set_xscale("log")
+  ax.set_xlim(1e-5, 1)
+  ax.set_ylim(0, 1.02)
+  ax.set_xlabel("false positive rate")
+  ax.set_ylabel("true positive rate (recall)")
+  ax.set_title(f"{title}: AUC {skm.roc_auc_score(labels, probabilities):.4f}")
+  ax.grid(True, alpha=0.3)
+  return _png(plt, fig)
+
+
+def pr_curve(labels: np.ndarray, probabilities: np.ndarray, title: str,
+             threshold: float | None = None) -> bytes:
+  """Precision against recall, with the chosen operating point marked."""
+  plt, fig = _figure()
+  precision, recall, _ = skm.precision_recall_curve(labels, probabilities)
+  ax = fig.add_subplot()
+  ax.step(recall, precision, where="post")
+  if threshold is not None:
+    pred = np.asarray(probabilities) >= threshold
+    y = np.asarray(labels).astype(bool)
+    tp = np.sum(pred & y)
+    ax.plot([tp / max(1, y.sum())], [tp / max(1, pred.sum())], "o", color="red",
+            label=f"threshold {threshold:.4g}")
+    ax.legend(loc="lower left")
+  ax.set_xlim(0, 1.02)
+  ax.set_ylim(0, 1.02)
+  ax.set_xlabel("recall")
+  ax.set_ylabel("precision")
+  ax.set_title(f"{title}: AP {skm.average_precision_score(labels, probabilities):.4f}")
+  ax.grid(True, alpha=0.3)
+  return _png(plt, fig)
