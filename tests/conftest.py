@@ -59,3 +59,20 @@ def csv_path(tmp_path):
   path = tmp_path / "data.csv"
   small_frame().to_csv(path, index=False)
   return str(path)
+
+
+# The tiny `--strategy=all` run that the workflow tests (comparison, TensorBoard, export,
+# predict) share: training it once keeps the suite fast.
+ALL_FLAGS = ("--strategy=all", "--dataset=synthetic", "--synthetic_rows=20000", "--epochs=2",
+             "--seed=0")
+
+
+@pytest.fixture(scope="session")
+def all_run(tmp_path_factory) -> str:
+  """The model_dir of a finished tiny `--strategy=all` run."""
+  model_dir = str(tmp_path_factory.mktemp("all") / "runs")
+  proc = run_main(*ALL_FLAGS, f"--model_dir={model_dir}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(os.path.dirname(model_dir), "stdout.log"), "w") as f:
+    f.write(proc.stdout)
+  return model_dir

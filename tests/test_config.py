@@ -26,6 +26,10 @@ from engine.config import Config, ConfigError
     ("oversample_chunk", 3000, "--oversample_chunk=3000"),
     ("logical_cpus", -1, "--logical_cpus=-1"),
     ("seed", -1, "--seed=-1"),
+    ("target_recall", 0.0, "--target_recall=0.0"),
+    ("target_recall", 1.01, "--target_recall=1.01"),
+    ("fp_cost", 1.0, "pass both or neither"),
+    ("fn_cost", 1.0, "pass both or neither"),
 ])
 def test_invalid_values_name_the_flag_and_value(field, value, message):
   with pytest.raises(ConfigError) as e:
@@ -72,3 +76,13 @@ def test_config_is_frozen_and_serialisable():
     c.epochs = 3  # type: ignore[misc]
   assert '"hidden_units": [\n    16\n  ]' in c.to_json()
   assert c.replace(epochs=3).epochs == 3
+
+
+@pytest.mark.parametrize("fp,fn,ok", [(1.0, 10.0, True), (0.0, 1.0, True), (0.0, 0.0, False),
+                                      (-1.0, 1.0, False), (1.0, float("inf"), False)])
+def test_costs(fp, fn, ok):
+  if ok:
+    assert Config(fp_cost=fp, fn_cost=fn).fn_cost == fn
+  else:
+    with pytest.raises(ConfigError, match="cost"):
+      Config(fp_cost=fp, fn_cost=fn)

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from engine.config import Config
 from input_pipeline import preprocessing
@@ -125,3 +126,36 @@ def test_generic_csv_without_credit_card_columns():
   splits = preprocessing.prepare(frame, Config(label_column="is_fraud"))
   assert splits.preprocessor.feature_names == ["a", "b"]
   assert not splits.preprocessor.drop_time and not splits.preprocessor.log_amount
+
+
+# The TensorFlow twin of the preprocessing (serving): eager and inside Dataset.map.
+def fitted(frame: pd.DataFrame) -> preprocessing.Preprocessor:
+  return preprocessing.prepare(frame, Config(clip=2.0)).preprocessor
+
+
+def raw_rows(frame, pre):
+  return frame[pre.raw_columns].to_numpy(np.float64)
+
+
+@pytest.mark.parametrize("columns", [
+    None,                      # Time, V1..V28, Amount
+    ["V1", "V2", "V3", "Amount"],  # no Time
+    ["Time", "V1", "V2"],      # no Amount
+    ["V3", "V1"],              # neither, other order
+])
+def test_tf_preprocessing_matches_numpy_eagerly_and_in_dataset_map(columns):
+  frame = small_frame(rows=500, positives=20)
+  # Amounts of zero and large ones: the log and the clip must agree at the edges.
+  frame.loc[:4, "Amount"] = [0.0, 0.001, 25691.16, 1e-9, 3.5]
+  if columns is not None:
+    frame = frame[columns + ["Class"]]
+  pre = fitted(frame)
+  expected = pre(frame)
+  assert np.abs(expected).max() == pytest.approx(2.0)  # the clip is exercised
+  rows = raw_rows(frame, pre)
+  eager = pre.tf_call(tf.constant(rows)).numpy()
+  ds = tf.data.Dataset.from_tensor_slices(rows).batch(64).map(pre.tf_call)
+  mapped = np.concatenate([b.numpy() for b in ds])
+  for got in (eager, mapped):
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)

@@ -1,0 +1,46 @@
+import io
+import math
+
+import pytest
+
+from engine import progress
+
+
+@pytest.mark.parametrize("done,total,seconds,eta", [
+    (1, 10, 5.0, 45.0), (10, 10, 50.0, 0.0), (4, 2, 8.0, 0.0), (3, 100, 30.0, 970.0)])
+def test_eta(done, total, seconds, eta):
+  assert progress.eta_seconds(epochs_done=done, epochs_total=total,
+                              seconds_so_far=seconds) == pytest.approx(eta)
+
+
+def test_eta_unknown_before_the_first_epoch():
+  assert math.isnan(progress.eta_seconds(epochs_done=0, epochs_total=5, seconds_so_far=0.0))
+
+
+@pytest.mark.parametrize("seconds,text", [(0.4, "0s"), (59.4, "59s"), (59.6, "1m00s"),
+                                          (185, "3m05s"), (3599, "59m59s"), (3600, "1h00m"),
+                                          (3720, "1h02m"), (float("nan"), "?")])
+def test_format_duration(seconds, text):
+  assert progress.format_duration(seconds) == text
+
+
+class Tty(io.StringIO):
+  def isatty(self):
+    return True
+
+
+@pytest.mark.parametrize("stream_type,total,per_call,drawn", [
+    (Tty, 300, 100, True),          # a terminal and a long epoch: a bar
+    (io.StringIO, 300, 100, False),  # a log file: quiet
+    (Tty, 100, 100, False),          # one compiled call per epoch: nothing to show
+])
+def test_bar_only_on_terminals_in_long_epochs(stream_type, total, per_call, drawn):
+  stream = stream_type()
+  bar = progress.EpochBar(epoch=3, total_steps=total, steps_per_call=per_call, stream=stream)
+  for _ in range(total // per_call):
+    bar.update(per_call)
+  text = stream.getvalue()
+  bar.close()
+  assert bar.done == total
+  assert (f"{total}/{total} steps" in text) is drawn
+  assert ("\r" in stream.getvalue()) is drawn
