@@ -1,0 +1,115 @@
+"""TensorBoard sees what a run wrote: a real `tensorboard` process, read over its HTTP API."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from engine.config import STRATEGIES
+
+START_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tensorboard(all_run):
+  """Base URL of a tensorboard serving the `--strategy=all` run; killed at teardown."""
+  port = free_port()
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "tensorboard.main", f"--logdir={all_run}", f"--port={port}",
+       "--host=127.0.0.1", "--reload_interval=0", "--load_fast=false"],
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  base = f"http://127.0.0.1:{port}"
+  try:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+      if proc.poll() is not None:
+        pytest.fail(f"tensorboard exited: {proc.stderr.read().decode()[-2000:]}")
+      try:
+        # /data/runs answers once the first load of the logdir is done (reload_interval=0
+        # loads once, before serving).
+        if len(get(base, "/data/runs")) >= 9:
+          break
+      except (urllib.error.URLError, ConnectionError):
+        pass
+      if time.monotonic() > deadline:
+        pytest.fail(f"tensorboard did not serve {all_run} within {START_TIMEOUT_S}s")
+      time.sleep(0.5)
+    yield base
+  finally:
+    proc.kill()
+    proc.wait(timeout=30)
+
+
+def get(base: str, path: str, body: dict | None = None):
+  data = json.dumps(body).encode() if body is not None else None
+  request = urllib.request.Request(base + path, data=data,
+                                   headers={"Content-Type": "application/json"} if data else {})
+  with urllib.request.urlopen(request, timeout=10) as r:
+    return json.loads(r.read())
+
+
+def test_runs_of_every_strategy(tensorboard):
+  runs = set(get(tensorboard, "/data/runs"))
+  for s in STRATEGIES:
+    assert {f"{s}/logs/train", f"{s}/logs/validation", f"{s}/logs/test"} <= runs
+
+
+def test_scalar_tags(tensorboard):
+  tags = get(tensorboard, "/data/plugin/scalars/tags")
+  for s in STRATEGIES:
+    assert {"loss", "auc", "prc", "recall", "examples_per_second"} <= set(tags[f"{s}/logs/train"])
+    assert {"loss", "auc", "prc", "precision", "recall"} <= set(tags[f"{s}/logs/validation"])
+    assert {"auc", "prc", "auc_streaming"} <= set(tags[f"{s}/logs/test"])
+
+
+def test_pr_curves_for_validation_and_test(tensorboard):
+  tags = get(tensorboard, "/data/plugin/pr_curves/tags")
+  for s in STRATEGIES:
+    for split in ("validation", "test"):
+      # The plugin suffixes the tag with "/pr_curves".
+      assert "pr_curve/pr_curves" in tags[f"{s}/logs/{split}"]
+  curve = get(tensorboard, "/data/plugin/pr_curves/pr_curves?run=baseline/logs/test"
+               "&tag=pr_curve/pr_curves")
+  entry = curve["baseline/logs/test"][0]
+  # Threshold 0 flags every row: recall 1 and precision the base rate (7 of 4000 test rows).
+  # The plugin drops the thresholds above the highest score, so the length varies.
+  assert len(entry["precision"]) == len(entry["recall"]) >= 2
+  assert entry["recall"][0] == pytest.approx(1.0)
+  assert entry["precision"][0] == pytest.approx(7 / 4000)
+
+
+def test_images(tensorboard):
+  tags = get(tensorboard, "/data/plugin/images/tags")
+  for s in STRATEGIES:
+    assert {"confusion_matrix_at_0.5", "confusion_matrix_at_threshold", "roc_curve",
+            "pr_curve_image"} <= set(tags[f"{s}/logs/test"])
+
+
+def test_hparams_compare_the_strategies(tensorboard):
+  experiment = get(tensorboard, "/data/plugin/hparams/experiment", {"experimentName": ""})
+  names = {h["name"] for h in experiment["hparamInfos"]}
+  assert {"strategy", "seed", "learning_rate", "target_recall"} <= names
+  metrics = {(m["name"]["group"], m["name"]["tag"]) for m in experiment["metricInfos"]}
+  assert {("test", "prc"), ("test", "auc"), ("validation", "prc")} <= metrics
+  groups = get(tensorboard, "/data/plugin/hparams/session_groups",
+               {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS",
+                                                          "STATUS_FAILURE", "STATUS_RUNNING"],
+                "colParams": [], "startIndex": 0, "sliceSize": 10})
+  strategies = {g["hparams"]["strategy"] for g in groups["sessionGroups"]}
+  assert strategies == set(STRATEGIES)
+  # Each session carries its test PR-AUC.
+  for g in groups["sessionGroups"]:
+    values = {(m["name"]["group"], m["name"]["tag"]) for m in g["metricValues"]}
+    assert ("test", "prc") in values
