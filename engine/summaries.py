@@ -9,7 +9,10 @@ import tensorflow as tf
 
 
 class Summaries:
-  """Writers for `<model_dir>/logs/{train,validation,test}` (and `logs` itself for hparams); a no-op where `enabled` is False."""
+  """Writers for `<model_dir>/logs/{train,validation,test}` (and `logs` itself, for hparams).
+
+  A no-op where `enabled` is False.
+  """
 
   def __init__(self, model_dir: str, enabled: bool = True):
     self.enabled = enabled
