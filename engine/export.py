@@ -106,8 +106,8 @@ class ExportedModel:
                       "train a model first, it exports to <model_dir>/export")
     with open(info_path) as f:
       self.info = json.load(f)
-    self._loaded = tf.saved_model.load(export_dir)
-    self._score = self._loaded.signatures["score_rows"]
+    self.loaded = tf.saved_model.load(export_dir)
+    self._score = self.loaded.signatures["score_rows"]
 
   @property
   def raw_columns(self) -> list[str]:

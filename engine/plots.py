@@ -36,9 +36,12 @@ def confusion_matrix(labels: np.ndarray, probabilities: np.ndarray, threshold: f
   pred = (np.asarray(probabilities) >= threshold).astype(int)
   cm = skm.confusion_matrix(y, pred, labels=[0, 1])
   ax = fig.add_subplot()
-  ax.imshow(np.log10(cm + 1), cmap="Blues")
+  shade = np.log10(cm + 1)
+  ax.imshow(shade, cmap="Blues")
   for (i, j), v in np.ndenumerate(cm):
-    ax.text(j, i, str(v), ha="center", va="center", color="black", fontsize=12)
+    dark = shade[i, j] > shade.max() / 2  # white on the dark cells, to stay readable
+    ax.text(j, i, str(v), ha="center", va="center", color="white" if dark else "black",
+            fontsize=12)
   ax.set_xticks([0, 1], ["legit", "fraud"])
   ax.set_yticks([0, 1], ["legit", "fraud"])
   ax.set_xlabel("predicted")

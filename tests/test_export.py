@@ -25,21 +25,20 @@ def exported(tmp_path_factory):
   export.export_model(model, splits.preprocessor,
                       threshold={"value": threshold, "target_recall": 0.9,
                                  "validation": {}, "test": {}}, export_dir=path)
-  return frame, engine_probs, threshold, path
+  return frame, engine_probs, threshold, path, export.ExportedModel(path)
 
 
 def test_export_reproduces_the_engine_from_raw_columns(exported):
-  frame, engine_probs, threshold, path = exported
-  model = export.ExportedModel(path)
-  probs, decisions = model.score(frame.drop(columns=["Class"]))
+  frame, engine_probs, threshold, path, loaded = exported
+  probs, decisions = loaded.score(frame.drop(columns=["Class"]))
   np.testing.assert_allclose(probs, engine_probs, rtol=0, atol=1e-5)
   np.testing.assert_array_equal(decisions, engine_probs >= threshold)
   assert 0 < decisions.sum() < len(frame)  # the threshold splits the rows
 
 
 def test_serving_default_takes_named_raw_columns(exported):
-  frame, engine_probs, threshold, path = exported
-  signature = tf.saved_model.load(path).signatures["serving_default"]
+  frame, engine_probs, threshold, path, loaded = exported
+  signature = loaded.loaded.signatures["serving_default"]
   inputs = {c: tf.constant(frame[c].to_numpy(np.float64)[:50])
             for c in frame.columns if c != "Class"}
   out = signature(**inputs)
@@ -48,7 +47,7 @@ def test_serving_default_takes_named_raw_columns(exported):
 
 
 def test_serving_json_names_columns_and_threshold(exported):
-  frame, _, threshold, path = exported
+  frame, _, threshold, path, _ = exported
   with open(os.path.join(path, export.SERVING_JSON)) as f:
     info = json.load(f)
   assert info["raw_columns"] == [c for c in frame.columns if c != "Class"]
@@ -61,9 +60,9 @@ def test_serving_json_names_columns_and_threshold(exported):
     (lambda f: f.assign(V1=np.where(np.arange(len(f)) == 7, np.nan, f["V1"])), "NaN or Inf"),
 ])
 def test_bad_rows_are_data_errors(exported, change, message):
-  frame, _, _, path = exported
+  frame, _, _, _, loaded = exported
   with pytest.raises(DataError, match=message):
-    export.ExportedModel(path).score(change(frame))
+    loaded.score(change(frame))
 
 
 def test_a_directory_without_export_is_a_data_error(tmp_path):
