@@ -43,6 +43,8 @@ def test_runs_start_from_the_saved_weights_with_their_own_bias(all_run):
   # The two later runs load them (and then set their own bias, which the loop logs).
   assert log.count("Starting from the shared initial weights") == 2
   assert "Strategy oversample: class weights [1.0, 1.0], initial output bias 0.0000" in log
+  # One line per epoch with its ETA; no progress bar in a log (stdout is not a terminal).
+  assert log.count("| ETA ") == 3 * 2 and "steps, " not in log
 
 
 def test_export_reproduces_the_engine_test_predictions(all_run):
