@@ -196,7 +196,7 @@ def main(argv: list[str]) -> None:
     fail(str(e))
   model_dir = FLAGS.model_dir or os.path.join("runs", FLAGS.strategy)
   if FLAGS.mode in ("predict", "evaluate"):
-    run_export(config)
+    use_export(config)
     return
   logging.info("Config:\n%s", config.to_json())
   if FLAGS.mode == "prepare":
@@ -237,7 +237,7 @@ def prepare(config) -> None:
   logging.info("Wrote %s; train with --prepared_dir=%s", FLAGS.output_dir, FLAGS.output_dir)
 
 
-def run_export(config) -> None:
+def use_export(config) -> None:
   """--mode=predict or --mode=evaluate with the model in --export_dir."""
   from engine import predict
   from engine.config import ConfigError
@@ -249,12 +249,15 @@ def run_export(config) -> None:
       predict.predict(config, FLAGS.export_dir, FLAGS.output)
     else:
       metrics = predict.evaluate(config, FLAGS.export_dir)
-      if FLAGS.output:
-        import json
-        with open(FLAGS.output, "w") as f:
-          json.dump(metrics, f, indent=2)
   except (ConfigError, DataError) as e:
     fail(str(e))
+  if FLAGS.mode == "evaluate" and FLAGS.output:
+    import json
+    try:
+      with open(FLAGS.output, "w") as f:
+        json.dump(metrics, f, indent=2)
+    except OSError as e:
+      fail(f"invalid --output={FLAGS.output}: {e.strerror}")
 
 
 if __name__ == "__main__":
