@@ -87,7 +87,8 @@ def create_state(config: Config, splits: preprocessing.Splits, strategy: tf.dist
   Returns:
     (model, optimizer, train_metrics, val_metrics).
   """
-  bias = losses.initial_bias(splits.y_train, config.strategy)
+  # _train_labels: a prepared (TFRecord) set has no y_train array, only class counts.
+  bias = losses.initial_bias(_train_labels(splits), config.strategy)
   with strategy.scope():
     model = build_model(config, num_features=splits.num_features, output_bias=bias)
     optimizer = tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
