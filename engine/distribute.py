@@ -125,6 +125,19 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
   strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
 
 
+def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+  """True if `flag` is True on any worker of a multi-worker run; `flag` itself otherwise.
+
+  A SIGTERM reaches one worker, but every worker must stop at the same step: one that stops
+  alone strands the others in their next all-reduce. One all-reduce (sum) of the flags makes the
+  decision common. Every worker must call this the same number of times.
+  """
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return flag
+  value = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
+  return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None).numpy() > 0)
+
+
 @contextlib.contextmanager
 def worker_directory(strategy: tf.distribute.Strategy, model_dir: str):
   """Yields the directory this process writes the run to.

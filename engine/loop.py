@@ -261,6 +261,10 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
 
   start_epoch = int(epoch.numpy())
   run_t0 = time.perf_counter()
+  def stop_agreed() -> bool:
+    # Every worker of a multi-worker run must stop at the same step: they agree on it.
+    return distribute.any_worker(strategy, stop.requested)
+
   while int(epoch.numpy()) < config.epochs and not stopper.should_stop:
     e = int(epoch.numpy()) + 1
     first_step = int(optimizer.iterations.numpy())
@@ -268,7 +272,7 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
     steps_run = max(remaining, 0)
     train_result, dt = train_epoch(train_loop, train_iter, train_metrics, steps=steps_run,
                                    steps_per_loop=config.steps_per_loop,
-                                   stop_requested=lambda: stop.requested,
+                                   stop_requested=stop_agreed,
                                    bar=progress.EpochBar(epoch=e, total_steps=steps_run,
                                                          steps_per_call=config.steps_per_loop))
     last_step = int(optimizer.iterations.numpy())
@@ -277,13 +281,14 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
       raise NumericalError(f"training loss is {train_result['loss']} in epoch {e} (steps "
                            f"{first_step + 1}-{last_step}); stopped without saving it; the best "
                            f"checkpoint so far is kept in {os.path.join(model_dir, checkpointing.BEST)}")
-    if stop.requested:
+    if stop_agreed():
       # No step since the last checkpoint: it already holds this state; rewriting it in place
       # would only risk it.
       path = ckpts.save_latest(last_step) if last_step > first_step else ckpts.latest_path
       summaries.close()
       logging.info("Stopped by %s at step %d (epoch %d, %d of %d steps); saved %s. Run the same "
-                   "command again to resume.", stop.signal_name, last_step, e,
+                   "command again to resume.", stop.signal_name or "a signal to another worker",
+                   last_step, e,
                    last_step - int(epoch_start_step.numpy()), epoch_steps, path)
       return {"preempted": True, "step": last_step, "checkpoint": path}
     val_metrics.reset()

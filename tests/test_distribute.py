@@ -155,3 +155,57 @@ def test_two_workers_train_one_model_like_a_single_process(tmp_path):
   assert not (tmp_path / "w1").exists()
   assert "Not the chief: writing to the temporary directory" in outputs[1]
   assert os.listdir(tmp_path / "tmp1") == []
+
+
+def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_they_resume(tmp_path):
+  import signal
+  import time
+  data = tmp_path / "data.csv"
+  small_frame(rows=4000, positives=200, seed=1).to_csv(data, index=False)
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+
+  def start(i, epochs):
+    out = open(tmp_path / f"worker{i}-{epochs}.out", "w+")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CONFIG": json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": i}})}
+    cmd = [sys.executable, os.path.join(ROOT, "main.py"), f"--data_path={data}",
+           "--strategy=class_weight", f"--epochs={epochs}", "--batch_size=256",
+           "--steps_per_epoch=10", "--steps_per_loop=2", "--patience=10000",
+           "--distribution=multi_worker", f"--model_dir={tmp_path / 'run'}"]
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env), out
+
+  procs = [start(0, 10000), start(1, 10000)]
+  try:
+    deadline = time.time() + 180
+    while "epoch   2 |" not in (tmp_path / "worker0-10000.out").read_text():
+      assert time.time() < deadline and procs[0][0].poll() is None, "worker 0 never reached epoch 2"
+      time.sleep(0.2)
+    procs[1][0].send_signal(signal.SIGTERM)  # only worker 1 is told
+    for p, _ in procs:
+      p.wait(timeout=60)
+  finally:
+    for p, _ in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  logs = [(tmp_path / f"worker{i}-10000.out").read_text() for i in (0, 1)]
+  assert [p.returncode for p, _ in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+  stopped = [[line.split("Stopped by")[1].split(" at step ")[1].split(" ")[0]
+              for line in log.splitlines() if "Stopped by" in line] for log in logs]
+  assert stopped[0] and stopped[0] == stopped[1]  # both stopped, at the same step
+  step = int(stopped[0][0])
+  assert f"ckpt-{step}.index" in os.listdir(tmp_path / "run" / "checkpoints")
+  # Both start again and finish the run from that step.
+  procs = [start(0, 4), start(1, 4)]
+  try:
+    for p, _ in procs:
+      p.wait(timeout=180)
+  finally:
+    for p, _ in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  log = (tmp_path / "worker0-4.out").read_text()
+  assert procs[0][0].returncode == 0, log[-3000:]
+  assert f"step {step}" in log and "Resumed from" in log
+  assert read_json(tmp_path / "run" / "results.json")["steps"] == max(40, step)
