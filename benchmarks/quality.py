@@ -64,28 +64,19 @@ def keras_recipe(data_path: str | None, strategy: str, seed: int) -> dict:
   splits = preprocessing.prepare(sources.load_frame(config)[0], config)
   neg, pos = np.bincount(splits.y_train)
 
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import keras_recipe
+
   def make_model(bias):
-    model = keras.Sequential([
-        keras.Input((splits.num_features,)), keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dropout(0.5),
-        keras.layers.Dense(1, activation="sigmoid",
-                           bias_initializer=keras.initializers.Constant(bias))])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy(),
-                  metrics=[keras.metrics.AUC(name="prc", curve="PR")])
-    return model
+    return keras_recipe.make_model(splits.num_features, bias,
+                                   metrics=[keras.metrics.AUC(name="prc", curve="PR")])
 
   stop = keras.callbacks.EarlyStopping(monitor="val_prc", patience=10, mode="max",
                                        restore_best_weights=True)
   if strategy == "oversample":
     model = make_model(0.0)
 
-    def per_class(label):
-      rows = splits.y_train == label
-      return tf.data.Dataset.from_tensor_slices(
-          (splits.x_train[rows], splits.y_train[rows])).shuffle(100_000).repeat()
-
-    train = tf.data.Dataset.sample_from_datasets(
-        [per_class(1), per_class(0)], weights=[0.5, 0.5]).batch(2048).prefetch(2)
+    train = keras_recipe.resampled_dataset(splits.x_train, splits.y_train)
     val = tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val)).batch(2048).prefetch(2)
     history = model.fit(train, steps_per_epoch=20, epochs=1000, callbacks=[stop],
                         validation_data=val, verbose=0)

@@ -43,10 +43,10 @@ from engine.config import Config  # noqa: E402
 from engine.step import make_train_loop  # noqa: E402
 from input_pipeline import preprocessing, sources  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import keras_recipe  # noqa: E402  (the tutorial's recipe: one definition for every benchmark)
+
 BATCH = 2048
-# The tutorial's shuffle buffer: larger than the negatives' share of a batch stream ever needs,
-# it is what makes element-wise mixing a fair anchor (same recipe, not a weakened one).
-TUTORIAL_BUFFER = 100_000
 
 
 class PeakRss:
@@ -79,45 +79,10 @@ def load_splits(config: Config) -> preprocessing.Splits:
 
 # --- (1) the anchor: the tutorial's Keras recipe -------------------------------------------
 
-def tutorial_metrics():
-  import keras
-  return [
-      keras.metrics.TruePositives(name="tp"),
-      keras.metrics.FalsePositives(name="fp"),
-      keras.metrics.TrueNegatives(name="tn"),
-      keras.metrics.FalseNegatives(name="fn"),
-      keras.metrics.BinaryAccuracy(name="accuracy"),
-      keras.metrics.Precision(name="precision"),
-      keras.metrics.Recall(name="recall"),
-      keras.metrics.AUC(name="auc"),
-      keras.metrics.AUC(name="prc", curve="PR"),
-  ]
-
-
 def tutorial_model(num_features: int, output_bias: float = 0.0):
-  """The tutorial's `make_model`: Dense(16, relu) -> Dropout(0.5) -> Dense(1, sigmoid)."""
-  import keras
-  model = keras.Sequential([
-      keras.Input(shape=(num_features,)),
-      keras.layers.Dense(16, activation="relu"),
-      keras.layers.Dropout(0.5),
-      keras.layers.Dense(1, activation="sigmoid",
-                         bias_initializer=keras.initializers.Constant(output_bias)),
-  ])
-  model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),
-                loss=keras.losses.BinaryCrossentropy(), metrics=tutorial_metrics())
-  return model
-
-
-def tutorial_resampled_dataset(x: np.ndarray, y: np.ndarray, seed: int) -> tf.data.Dataset:
-  """The tutorial's `resampled_ds`: element-wise mixing of two shuffled, repeated classes."""
-  def make_ds(features, labels):
-    ds = tf.data.Dataset.from_tensor_slices((features, labels))
-    return ds.shuffle(TUTORIAL_BUFFER, seed=seed).repeat()
-  pos = make_ds(x[y == 1], y[y == 1])
-  neg = make_ds(x[y == 0], y[y == 0])
-  ds = tf.data.Dataset.sample_from_datasets([pos, neg], weights=[0.5, 0.5], seed=seed)
-  return ds.batch(BATCH).prefetch(2)
+  """The tutorial's model with the nine metrics the engine computes too."""
+  return keras_recipe.make_model(num_features, output_bias,
+                                 metrics=keras_recipe.tutorial_metrics(with_scores=False))
 
 
 # --- (2)-(4) the engine ---------------------------------------------------------------------
@@ -274,7 +239,7 @@ def main():
 
   engine = EngineContenders(config, splits, timed_steps=args.engine_steps)
   anchor = tutorial_model(splits.num_features)
-  anchor_ds = tutorial_resampled_dataset(splits.x_train, splits.y_train.astype(np.float32),
+  anchor_ds = keras_recipe.resampled_dataset(splits.x_train, splits.y_train.astype(np.float32),
                                          args.seed)
   rates: dict[str, list[float]] = {}
   order = ["engine_oversample", "input_pipeline", "compute_bound"]
