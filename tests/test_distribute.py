@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -100,6 +101,18 @@ def _free_ports(n: int) -> list[int]:
   return ports
 
 
+@contextlib.contextmanager
+def _reaped(procs: list):
+  """Kills whatever of `procs` ((Popen, file) pairs, filled inside the block) is still running."""
+  try:
+    yield procs
+  finally:
+    for p, _ in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
 def _table_line(stdout: str, name: str) -> str:
   return [line for line in stdout.splitlines() if line.startswith(name + " ")][-1]
 
@@ -120,8 +133,7 @@ def test_two_workers_train_one_model_like_a_single_process(tmp_path):
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                             env={**os.environ, **env}), out
 
-  procs = []
-  try:
+  with _reaped([]) as procs:
     for i in (0, 1):
       (tmp_path / f"tmp{i}").mkdir()
       env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
@@ -131,11 +143,6 @@ def test_two_workers_train_one_model_like_a_single_process(tmp_path):
     procs.append(start("single", ["--distribution=default", f"--model_dir={tmp_path / 's'}"], {}))
     for p, _ in procs:
       p.wait(timeout=240)
-  finally:
-    for p, _ in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
   outputs = []
   for (p, out), name in zip(procs, ("worker0", "worker1", "single")):
     out.seek(0)
@@ -174,8 +181,7 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_they_resume(tmp_p
            "--distribution=multi_worker", f"--model_dir={tmp_path / 'run'}"]
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env), out
 
-  procs = [start(0, 10000), start(1, 10000)]
-  try:
+  with _reaped([start(0, 10000), start(1, 10000)]) as procs:
     deadline = time.time() + 180
     while "epoch   2 |" not in (tmp_path / "worker0-10000.out").read_text():
       assert time.time() < deadline and procs[0][0].poll() is None, "worker 0 never reached epoch 2"
@@ -183,11 +189,6 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_they_resume(tmp_p
     procs[1][0].send_signal(signal.SIGTERM)  # only worker 1 is told
     for p, _ in procs:
       p.wait(timeout=60)
-  finally:
-    for p, _ in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
   logs = [(tmp_path / f"worker{i}-10000.out").read_text() for i in (0, 1)]
   assert [p.returncode for p, _ in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
   stopped = [[line.split("Stopped by")[1].split(" at step ")[1].split(" ")[0]
@@ -196,15 +197,9 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_they_resume(tmp_p
   step = int(stopped[0][0])
   assert f"ckpt-{step}.index" in os.listdir(tmp_path / "run" / "checkpoints")
   # Both start again and finish the run from that step.
-  procs = [start(0, 4), start(1, 4)]
-  try:
+  with _reaped([start(0, 4), start(1, 4)]) as procs:
     for p, _ in procs:
       p.wait(timeout=180)
-  finally:
-    for p, _ in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
   log = (tmp_path / "worker0-4.out").read_text()
   assert procs[0][0].returncode == 0, log[-3000:]
   assert f"step {step}" in log and "Resumed from" in log
