@@ -161,7 +161,8 @@ def test_two_workers_train_one_model_like_a_single_process(tmp_path):
   assert os.listdir(tmp_path / "w0" / "logs" / "train")
   assert not (tmp_path / "w1").exists()
   assert "Not the chief: writing to the temporary directory" in outputs[1]
-  assert os.listdir(tmp_path / "tmp1") == []
+  # Its temporary run directory is gone (TensorFlow's autograph may leave a __pycache__ beside).
+  assert not [n for n in os.listdir(tmp_path / "tmp1") if n.startswith("imbalanced-engine-worker-")]
 
 
 def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_they_resume(tmp_path):
