@@ -260,5 +260,31 @@ def use_export(config) -> None:
       fail(f"invalid --output={FLAGS.output}: {e.strerror}")
 
 
+def run() -> None:
+  """`app.run(main)`, then an immediate exit with its status.
+
+  Once main has returned, every file is written and closed (checkpoints, summaries, results,
+  export). What is left is the interpreter's teardown of TensorFlow (its thread pools and
+  modules): ~1.2 s of a ~10 s run on a 2-core machine, for nothing. So the logs and streams are
+  flushed and the process ends with `os._exit`. An uncaught exception still ends the normal way,
+  with its traceback.
+  """
+  try:
+    app.run(main, flags_parser=parse_flags)
+    code = 0
+  except SystemExit as e:
+    code = e.code
+  if code is None:
+    code = 0
+  elif not isinstance(code, int):  # sys.exit("message"): Python prints it and exits 1.
+    sys.stderr.write(f"{code}\n")
+    code = 1
+  import logging as std_logging
+  std_logging.shutdown()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  run()
