@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 
 def predict_probabilities(model, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
@@ -14,6 +13,36 @@ def predict_probabilities(model, x: np.ndarray, batch_size: int = 65536) -> np.n
     logits = model(tf.constant(x[start:start + batch_size]), training=False)
     out.append(tf.sigmoid(tf.cast(logits, tf.float64)).numpy())
   return np.concatenate(out) if out else np.zeros(0)
+
+
+def _ranked_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Cumulative (true positives, false positives) at each distinct score, highest first.
+
+  Entry k counts the rows whose score is at least the k-th highest distinct score: the
+  confusion counts of every threshold that changes a decision. Tied scores enter together.
+  """
+  order = np.argsort(p)[::-1]
+  p, y = p[order], y[order]
+  last_of_ties = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]
+  tps = np.cumsum(y)[last_of_ties]
+  return tps, last_of_ties + 1 - tps
+
+
+def roc_auc_and_average_precision(labels: np.ndarray, probabilities: np.ndarray,
+                                  ) -> tuple[float, float]:
+  """ROC-AUC and average precision (PR-AUC) over all predictions, from one sort.
+
+  They equal sklearn's `roc_auc_score` and `average_precision_score` (a test checks it, ties
+  included). Computed here because the loop calls this every epoch: sklearn's input validation
+  and two separate sorts cost ~25 ms a call on the 45k validation rows, against ~5 ms.
+  Average precision sums precision times the recall gained at each threshold, with no
+  interpolation between points, which would be optimistic on a curve this jagged.
+  """
+  tps, fps = _ranked_counts(np.asarray(labels, np.int64), np.asarray(probabilities, np.float64))
+  tpr = np.r_[0.0, tps / tps[-1]]
+  fpr = np.r_[0.0, fps / fps[-1]]
+  precision = tps / (tps + fps)
+  return float(np.trapezoid(tpr, fpr)), float(np.sum(np.diff(tpr) * precision))
 
 
 def exact_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5,
@@ -29,15 +58,16 @@ def exact_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
   fp = int(np.sum(pred & (y == 0)))
   tn = int(np.sum(~pred & (y == 0)))
   fn = int(np.sum(~pred & (y == 1)))
-  both = len(np.unique(y)) == 2
+  auc, prc = (roc_auc_and_average_precision(y, p) if tp + fn > 0 and fp + tn > 0 else
+              (float("nan"), float("nan")))
   return {
       "loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
       "tp": tp, "fp": fp, "tn": tn, "fn": fn,
       "accuracy": (tp + tn) / max(1, len(y)),
       "precision": tp / (tp + fp) if tp + fp else 0.0,
       "recall": tp / (tp + fn) if tp + fn else 0.0,
-      "auc": float(skm.roc_auc_score(y, p)) if both else float("nan"),
-      "prc": float(skm.average_precision_score(y, p)) if both else float("nan"),
+      "auc": auc,
+      "prc": prc,
   }
 
 
