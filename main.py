@@ -182,6 +182,26 @@ def main(argv: list[str]) -> None:
     fail(f"unexpected argument(s): {' '.join(argv[1:])} (flags take the form --name=value)")
   # Logs go to stdout; stderr carries only errors, so a failed run's stderr is its reason.
   logging.get_absl_handler().python_handler.stream = sys.stdout
+  # The config is built before TensorFlow is imported (engine.config does not import it), so
+  # a bad flag fails at once, and the data can start loading in a second process while the
+  # import runs (input_pipeline/loading.py).
+  from engine.config import ConfigError
+  try:
+    config = config_from_flags()
+  except ConfigError as e:
+    fail(str(e))
+  background = None
+  if FLAGS.mode == "train":
+    from input_pipeline import loading
+    background = loading.start(config)
+  try:
+    run_mode(config, background)
+  finally:
+    if background:
+      background.close()
+
+
+def run_mode(config, background) -> None:
   import_tensorflow_quietly()
   # TensorFlow's checkpoint writer logs an INFO line per save through absl's root logger.
   # So does the SavedModel writer, per export (signature renames, assets, fingerprint).
@@ -190,10 +210,6 @@ def main(argv: list[str]) -> None:
       lambda r: r.levelno > logging.converter.STANDARD_INFO or r.module not in quiet)
   from engine.config import ConfigError
   from input_pipeline.errors import DataError
-  try:
-    config = config_from_flags()
-  except ConfigError as e:
-    fail(str(e))
   model_dir = FLAGS.model_dir or os.path.join("runs", FLAGS.strategy)
   if FLAGS.mode in ("predict", "evaluate"):
     use_export(config)
@@ -204,12 +220,13 @@ def main(argv: list[str]) -> None:
     return
 
   import engine
+  load_data_fn = background.result if background else None
   try:
     if FLAGS.strategy == "all":
       from engine import compare
-      results = compare.train_all(config, model_dir)
+      results = compare.train_all(config, model_dir, load_data_fn=load_data_fn)
     else:
-      results = engine.train_and_evaluate(config, model_dir)
+      results = engine.train_and_evaluate(config, model_dir, load_data_fn=load_data_fn)
   except (ConfigError, DataError) as e:
     fail(str(e))
   except engine.NumericalError as e:

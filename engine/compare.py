@@ -18,6 +18,7 @@ import os
 
 from engine import loop, run_dir
 from engine.config import STRATEGIES, Config
+from input_pipeline import loading
 
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
@@ -25,12 +26,14 @@ INITIAL_WEIGHTS = "initial_weights"
 TEST_KEYS = ("auc", "prc", "precision", "recall", "tp", "fp", "tn", "fn", "loss")
 
 
-def train_all(config: Config, model_dir: str) -> dict:
+def train_all(config: Config, model_dir: str, *, load_data_fn=None) -> dict:
   """Trains one model per strategy in `<model_dir>/<strategy>` and compares them.
 
   Args:
     config: the shared config; its `strategy` is replaced by each of STRATEGIES.
     model_dir: the parent directory of the runs.
+    load_data_fn: optional, as for `loop.train_and_evaluate`. The in-memory splits do not
+      depend on the strategy, so they are loaded once and shared by the runs.
 
   Returns:
     comparison.json's content: {strategy: {"test": {...}, "threshold": {...}, ...}}; or, if a
@@ -50,10 +53,15 @@ def train_all(config: Config, model_dir: str) -> dict:
     for name in os.listdir(model_dir):
       if name.startswith(INITIAL_WEIGHTS):
         os.remove(os.path.join(model_dir, name))
+  shared = None
+  if not config.prepared_dir:
+    loaded = load_data_fn() if load_data_fn else loading.load_splits(config)
+    shared = lambda: loaded  # noqa: E731
   results = {}
   for s, c in configs.items():
     logging.info("=== strategy %s (%d of %d) ===", s, len(results) + 1, len(configs))
-    results[s] = loop.train_and_evaluate(c, os.path.join(model_dir, s), initial_weights=initial)
+    results[s] = loop.train_and_evaluate(c, os.path.join(model_dir, s), initial_weights=initial,
+                                         load_data_fn=shared)
     if results[s].get("preempted"):  # SIGTERM: stop here; running again resumes this run.
       return results[s]
   comparison = summarise(results)

@@ -24,7 +24,7 @@ from engine.metrics import Metrics
 from engine.model import build_model
 from engine.step import make_eval_pass, make_train_loop
 from engine.summaries import Summaries
-from input_pipeline import datasets, prepared, preprocessing, sources
+from input_pipeline import datasets, loading, prepared, preprocessing
 from input_pipeline.errors import DataError
 
 
@@ -54,8 +54,14 @@ def configure_tensorflow(config: Config) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def load_data(config: Config) -> preprocessing.Splits | prepared.PreparedData:
-  """The in-memory splits, or a prepared directory's streams (`--prepared_dir`)."""
+def load_data(config: Config, load_fn=None) -> preprocessing.Splits | prepared.PreparedData:
+  """The in-memory splits, or a prepared directory's streams (`--prepared_dir`).
+
+  Args:
+    config: the run's config.
+    load_fn: optional; returns the in-memory (splits, description) in place of
+      `loading.load_splits(config)`, e.g. `loading.BackgroundLoad(config).result`.
+  """
   if config.prepared_dir:
     data = prepared.PreparedData.open(config.prepared_dir, config.label_column)
     logging.info("Data: prepared %s (%s)", config.prepared_dir, data.metadata["source"])
@@ -64,9 +70,8 @@ def load_data(config: Config) -> preprocessing.Splits | prepared.PreparedData:
     if config.batch_size > data.counts()["train"]["rows"]:
       raise DataError(f"--batch_size={config.batch_size} is larger than the training split")
     return data
-  frame, source = sources.load_frame(config)
-  logging.info("Data: %s, %d rows, %d columns", source, len(frame), len(frame.columns))
-  splits = preprocessing.prepare(frame, config)
+  splits, description = load_fn() if load_fn else loading.load_splits(config)
+  logging.info("Data: %s", description)
   for name, c in splits.counts().items():
     logging.info("  %-10s %7d rows, %4d positives (%.3f%%)", name, c["rows"], c["positives"],
                  100.0 * c["positives"] / max(1, c["rows"]))
@@ -145,7 +150,7 @@ def train_epoch(train_loop, train_iter, metrics: Metrics, *, steps: int, steps_p
 
 
 def train_and_evaluate(config: Config, model_dir: str, *, initial_weights: str | None = None,
-                       ) -> dict:
+                       load_data_fn=None) -> dict:
   """Trains, early-stops, checkpoints and evaluates one model; returns results.json's content.
 
   Running again on the same model_dir resumes from the newest readable checkpoint. SIGTERM
@@ -160,6 +165,8 @@ def train_and_evaluate(config: Config, model_dir: str, *, initial_weights: str |
     initial_weights: a weights checkpoint (engine/compare.py) to start from instead of a fresh
       initialisation, so runs of different strategies start from the same weights; the output
       bias is still this strategy's. Written by the first run that finds none.
+    load_data_fn: optional; returns the in-memory (splits, description) instead of
+      `input_pipeline.loading.load_splits(config)` (main.py passes a background load's result).
 
   Raises:
     ConfigError: an invalid config, or a model_dir that cannot be used.
@@ -174,13 +181,15 @@ def train_and_evaluate(config: Config, model_dir: str, *, initial_weights: str |
     raise ConfigError(f"invalid --batch_size={config.batch_size}: not divisible by the "
                       f"{num_replicas} replicas")
   with distribute.worker_directory(strategy, model_dir) as work_dir:
-    return _check_and_train(config, work_dir, strategy, distribution, initial_weights)
+    return _check_and_train(config, work_dir, strategy, distribution, initial_weights,
+                            load_data_fn)
 
 
 def _check_and_train(config: Config, model_dir: str, strategy: tf.distribute.Strategy,
-                     distribution: str, initial_weights: str | None = None) -> dict:
+                     distribution: str, initial_weights: str | None = None,
+                     load_data_fn=None) -> dict:
   run_dir.check_writable(model_dir)
-  splits = load_data(config)
+  splits = load_data(config, load_data_fn)
   resuming = run_dir.check_compatible(model_dir, config, splits.preprocessor.feature_names)
   # Everything above only reads. From here on the model directory is written, by one run only.
   with run_dir.RunLock(model_dir), preemption.StopRequest() as stop:
