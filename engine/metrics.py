@@ -33,8 +33,8 @@ class Metrics:
     # Compiled once: eagerly, reading the two 200-threshold AUCs and resetting the ten metrics
     # are hundreds of small ops, ~25 ms and ~9 ms per call against ~4 ms and ~1 ms compiled. The
     # loop reads and resets two sets every 20-step epoch, longer than the 20 steps themselves.
-    self._result = tf.function(self._result_tensors)
-    self._reset = tf.function(self._reset_states)
+    self._result = tf.function(self._result_tensors, autograph=False)
+    self._reset = tf.function(self._reset_states, autograph=False)
 
   def update(self, labels, probabilities, per_example_loss, mask=None):
     self.loss.update_state(per_example_loss, sample_weight=mask)
