@@ -17,12 +17,15 @@ def _figure():
   import matplotlib
   matplotlib.use("Agg")  # Before pyplot: never try to open a window on a server.
   from matplotlib import pyplot as plt
-  return plt, plt.figure(figsize=(4.5, 4), dpi=80)
+  fig = plt.figure(figsize=(4.5, 4), dpi=80)
+  # Fixed margins that fit these labels: `tight_layout` measured every tick label and took
+  # half of the ~0.4 s the four pictures cost at the end of each run.
+  fig.subplots_adjust(left=0.16, right=0.94, bottom=0.13, top=0.91)
+  return plt, fig
 
 
 def _png(plt, fig) -> bytes:
   buf = io.BytesIO()
-  fig.tight_layout()
   fig.savefig(buf, format="png")
   plt.close(fig)
   return buf.getvalue()
