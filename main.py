@@ -99,6 +99,10 @@ flags.DEFINE_string("monitor", "val_prc", "Validation metric for early stopping 
                     "fn.")
 flags.DEFINE_integer("patience", 10, "Epochs without improvement before stopping.")
 flags.DEFINE_integer("checkpoints_to_keep", 3, "Latest checkpoints kept.")
+flags.DEFINE_float("checkpoint_interval_seconds", 30.0, "Write the latest checkpoint (and the "
+                   "best weights) at the end of an epoch once this many seconds have passed "
+                   "since the last write; 0: every epoch. Also written at the end and on "
+                   "SIGTERM. A run killed without warning resumes from the last write.")
 
 # Distribution.
 flags.DEFINE_enum("distribution", "auto",
@@ -147,6 +151,7 @@ def config_from_flags():
       deterministic=FLAGS.deterministic, monitor=FLAGS.monitor, patience=FLAGS.patience,
       distribution=FLAGS.distribution, logical_cpus=FLAGS.logical_cpus, tpu=FLAGS.tpu,
       fresh=FLAGS.fresh, checkpoints_to_keep=FLAGS.checkpoints_to_keep,
+      checkpoint_interval_seconds=FLAGS.checkpoint_interval_seconds,
       prepared_dir=FLAGS.prepared_dir, prepare_chunk_rows=FLAGS.prepare_chunk_rows,
       prepare_shards=FLAGS.prepare_shards,
       target_recall=FLAGS.target_recall, fp_cost=FLAGS.fp_cost, fn_cost=FLAGS.fn_cost)

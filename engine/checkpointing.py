@@ -1,8 +1,16 @@
 """Checkpoints: the latest full training state, and the best weights, in one model directory.
 
   <model_dir>/checkpoints/  latest state (model, optimizer with its step, epoch, early stopping,
-                            elapsed time), the last `keep` of them
-  <model_dir>/best/         the weights of the best epoch so far
+                            elapsed time, the best weights so far), the last `keep` of them
+  <model_dir>/best/         the best weights, as of the latest checkpoint
+
+The best weights are a second copy of the model's variables, updated in memory when an epoch
+improves, and part of the training state. So the latest checkpoint always holds the very best
+weights its early-stopping state refers to, and `best/` is written with it. The latest state is
+written at the end of an epoch once `interval_seconds` have passed since the last write, at the
+end of training, and on SIGTERM. Writing two checkpoints every epoch cost ~25 ms an epoch on
+a 2-core CPU, as much as the oversample strategy's 20 training steps; a run killed without
+warning resumes from the last write instead (the stream replays exactly from any step).
 
 `tf.train.CheckpointManager` writes the data and index files first and the `checkpoint` state
 file last, so a crash mid-write leaves the previous checkpoint named as the latest. Restoring
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import tensorflow as tf
 
@@ -21,40 +30,71 @@ BEST = "best"
 
 
 class Checkpoints:
-  """The latest-state and best-weights checkpoint managers of one run."""
+  """The latest-state and best-weights checkpoints of one run.
 
-  def __init__(self, model_dir: str, *, state: dict, model, keep: int):
-    self.state = tf.train.Checkpoint(**state)
-    self.best = tf.train.Checkpoint(model=model)
+  Args:
+    model_dir: the run's directory.
+    state: the objects of the training state (the model among them).
+    model: the model being trained.
+    best_model: a model of the same architecture that holds the best weights.
+    keep: latest checkpoints kept.
+    interval_seconds: `due()` once this much time has passed since the last write (0: always).
+  """
+
+  def __init__(self, model_dir: str, *, state: dict, model, best_model, keep: int,
+               interval_seconds: float = 0.0):
+    self.state = tf.train.Checkpoint(best_model=best_model, **state)
+    self.best = tf.train.Checkpoint(model=best_model)
     self.latest_manager = tf.train.CheckpointManager(
         self.state, os.path.join(model_dir, CHECKPOINTS), max_to_keep=keep)
     self.best_manager = tf.train.CheckpointManager(
         self.best, os.path.join(model_dir, BEST), max_to_keep=1)
+    self.model, self.best_model = model, best_model
+    self.interval_seconds = interval_seconds
+    self.saved_step: int | None = None  # The step of the newest checkpoint on disk.
+    self._best_step: int | None = None  # The step of best weights not yet in best/.
+    self._saved_at = time.monotonic()
 
   def restore_latest(self) -> str | None:
     """Restores the newest readable checkpoint; returns its path, or None to start fresh."""
     for path in reversed(self.latest_manager.checkpoints):
       try:
         self.state.restore(path).assert_existing_objects_matched()
-        return path
       except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: try an older one.
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         logging.warning("Checkpoint %s cannot be restored (%s); trying the one before it",
                         path, first)
+        continue
+      self.saved_step = int(path.rsplit("-", 1)[1])
+      return path
     return None
 
   @property
   def latest_path(self) -> str | None:
     return self.latest_manager.latest_checkpoint
 
-  def save_latest(self, step: int) -> str:
-    return self.latest_manager.save(checkpoint_number=step)
+  def keep_best(self, step: int) -> None:
+    """Makes the model's current weights the best weights (in memory until `save`)."""
+    for best, current in zip(self.best_model.weights, self.model.weights):
+      best.assign(current)
+    self._best_step = step
 
-  def save_best(self, step: int) -> str:
-    return self.best_manager.save(checkpoint_number=step)
+  def due(self) -> bool:
+    """True once `interval_seconds` have passed since the last write."""
+    return time.monotonic() - self._saved_at >= self.interval_seconds
+
+  def save(self, step: int) -> str:
+    """Writes new best weights to best/ (numbered by their step), then the latest state."""
+    if self._best_step is not None:
+      self.best_manager.save(checkpoint_number=self._best_step)
+      self._best_step = None
+    path = self.latest_manager.save(checkpoint_number=step)
+    self.saved_step = step
+    self._saved_at = time.monotonic()
+    return path
 
   def restore_best(self) -> str | None:
-    path = self.best_manager.latest_checkpoint
-    if path:
-      self.best.restore(path).assert_existing_objects_matched()
-    return path
+    """Gives the model the best weights; returns the best/ checkpoint that holds them."""
+    for current, best in zip(self.model.weights, self.best_model.weights):
+      current.assign(best)
+    return self.best_manager.latest_checkpoint

@@ -87,6 +87,9 @@ class Config:
   # Run management.
   fresh: bool = False
   checkpoints_to_keep: int = 3
+  # The latest checkpoint is written at the end of an epoch once this many seconds have passed
+  # since the last one (0: every epoch), and always at the end and on SIGTERM.
+  checkpoint_interval_seconds: float = 30.0
 
   def __post_init__(self):
     validate(self)
@@ -143,6 +146,9 @@ def validate(c: Config) -> None:
   _require(c.validation_fraction + c.test_fraction < 0.9, "test_fraction", c.test_fraction,
            "validation_fraction + test_fraction must leave at least 10% for training")
   _require(c.clip > 0, "clip", c.clip, "must be > 0")
+  _require(math.isfinite(c.checkpoint_interval_seconds) and c.checkpoint_interval_seconds >= 0,
+           "checkpoint_interval_seconds", c.checkpoint_interval_seconds,
+           "must be a finite number >= 0")
   _require(c.logical_cpus >= 0, "logical_cpus", c.logical_cpus, "must be >= 0")
   _require(c.monitor.startswith("val_") and c.monitor_metric in MONITORABLE, "monitor", c.monitor,
            f"must be val_ + one of {', '.join(MONITORABLE)}")

@@ -224,8 +224,11 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
   stopper = EarlyStopping(patience=config.patience,
                           higher_is_better=config.monitor_higher_is_better)
+  with strategy.scope():
+    best_model = build_model(config, num_features=splits.num_features, output_bias=0.0)
   ckpts = checkpointing.Checkpoints(
-      model_dir, model=model, keep=config.checkpoints_to_keep,
+      model_dir, model=model, best_model=best_model, keep=config.checkpoints_to_keep,
+      interval_seconds=config.checkpoint_interval_seconds,
       state=dict(model=model, optimizer=optimizer, epoch=epoch, epoch_start_step=epoch_start_step,
                  train_seconds=train_seconds, early_stopping=stopper))
   restored = ckpts.restore_latest() if resuming else None
@@ -288,12 +291,13 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
     train_seconds.assign_add(dt)
     if not math.isfinite(train_result["loss"]):
       raise NumericalError(f"training loss is {train_result['loss']} in epoch {e} (steps "
-                           f"{first_step + 1}-{last_step}); stopped without saving it; the best "
-                           f"checkpoint so far is kept in {os.path.join(model_dir, checkpointing.BEST)}")
+                           f"{first_step + 1}-{last_step}); stopped without saving it; the last "
+                           f"checkpoint (step {ckpts.saved_step}) and its best weights are kept "
+                           f"in {model_dir}")
     if stop_agreed():
       # No step since the last checkpoint: it already holds this state; rewriting it in place
       # would only risk it.
-      path = ckpts.save_latest(last_step) if last_step > first_step else ckpts.latest_path
+      path = ckpts.save(last_step) if last_step != ckpts.saved_step else ckpts.latest_path
       summaries.close()
       logging.info("Stopped by %s at step %d (epoch %d, %d of %d steps); saved %s. Run the same "
                    "command again to resume.", stop.signal_name or "a signal to another worker",
@@ -312,8 +316,10 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
     epoch.assign(e)
     epoch_start_step.assign(last_step)
     if improved:
-      ckpts.save_best(last_step)
-    ckpts.save_latest(last_step)
+      ckpts.keep_best(last_step)
+    # Every worker must take part in a save: they agree on whether one is due.
+    if distribute.any_worker(strategy, ckpts.due()):
+      ckpts.save(last_step)
     summaries.flush()
     # Counted from this process's start: a resumed run's earlier epochs took unknown time.
     eta = progress.eta_seconds(epochs_done=e - start_epoch,
@@ -329,6 +335,9 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
     logging.info("Early stopping after epoch %d: %s has not improved for %d epochs (best %.4f at "
                  "epoch %d)", epochs_run, config.monitor, config.patience,
                  float(stopper.best_value.numpy()), int(stopper.best_epoch.numpy()))
+  final_step = int(optimizer.iterations.numpy())
+  if ckpts.saved_step != final_step:
+    ckpts.save(final_step)
   best_path = ckpts.restore_best()
   logging.info("Evaluating the best weights (%s) on the test split", best_path)
 

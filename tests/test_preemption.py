@@ -14,7 +14,7 @@ from tests.conftest import ROOT, read_json, run_main
 
 FLAGS = ("--dataset=synthetic", "--synthetic_rows=20000", "--batch_size=256",
          "--steps_per_epoch=10", "--epochs=12", "--patience=100", "--eval_batch_size=1024",
-         "--steps_per_loop=5", "--deterministic")
+         "--steps_per_loop=5", "--deterministic", "--checkpoint_interval_seconds=0")
 
 
 @pytest.fixture(scope="module")
