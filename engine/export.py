@@ -49,11 +49,12 @@ class ServingModule(tf.Module):
     if len(set(self.input_names)) != len(columns):
       raise DataError("column names collide once made signature-safe: "
                       + ", ".join(columns))
+    # No Python control flow on tensors in either: autograph would only slow the tracing.
     self.score_rows = tf.function(
-        self._score_rows,
+        self._score_rows, autograph=False,
         input_signature=[tf.TensorSpec([None, len(columns)], tf.float64, name="rows")])
     specs = {n: tf.TensorSpec([None], tf.float64, name=n) for n in self.input_names}
-    self.serve = tf.function(self._serve, input_signature=[specs])
+    self.serve = tf.function(self._serve, input_signature=[specs], autograph=False)
 
   def _score_rows(self, rows):
     features = self.preprocessor.tf_call(rows)
