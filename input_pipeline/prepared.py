@@ -24,11 +24,14 @@ Why blocks: tf.data's cost is per element, and format 1 (one Example per row) pa
 on 2 cores, reading took ~3 ms of CPU per 2048 rows, and shuffling, mixing and parsing ~4 ms
 more: ~7 ms per batch against ~0.5 ms for the in-memory path, and the training step competes
 with the input pipeline for the same cores. With blocks, reading and decoding (one
-`parse_example` and one `decode_raw` per group of blocks) cost ~0.5 ms per 2048 rows. Blocks of 64, 128 and 256 rows measured about the same, 512 and
+`parse_example` and one `decode_raw` per group of blocks) cost ~0.5 ms per 2048 rows, and the
+whole stream ~0.8 ms per batch. Blocks of 64, 128 and 256 rows measured about the same, 512 and
 1024 more; 128 is the smallest unit of rows that travel together at that cost.
 
 Training (`--prepared_dir`) streams the shards, per class: the shard files are shuffled and
-interleaved, repeated, and the blocks shuffled through a bounded buffer;
+interleaved (a class small enough to fit the shuffle buffer's budget is read once and its
+records cached: re-opening every file at every pass of a few thousand positives cost more than
+the rest of the stream together), repeated, and the blocks shuffled through a bounded buffer;
 groups of blocks are decoded at once, cut into windows of a fixed number of rows (`rebatch`,
 which absorbs the short blocks without dropping rows), each window permuted row by row (one
 stateless, seeded op), and split into chunks of `oversample_chunk` rows that
@@ -467,7 +470,10 @@ class PreparedData:
 
     Args:
       names: shard files of this stream.
-      rows: how many rows they hold.
+      rows: how many rows they hold. Files of no more than SHUFFLE_BUFFER rows are read once
+        and their records cached: the buffer's budget covers them, and re-reading a small
+        class (e.g. 16 files of a few hundred positives each) at every pass reopened every
+        file every few batches, which cost more than the rest of the stream together.
       seed: seeds the file order, the block shuffle and the row permutations.
       chunk: rows per element.
     """
@@ -475,6 +481,8 @@ class PreparedData:
     files = files.shuffle(len(names), seed=seed, reshuffle_each_iteration=True)
     ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(names), 8),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if rows <= SHUFFLE_BUFFER:
+      ds = ds.cache()
     ds = ds.repeat()
     # At most about one pass of records (each file's last block is short, hence + files): a
     # buffer larger than the class would only hold rows back across passes.

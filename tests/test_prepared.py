@@ -168,7 +168,8 @@ def test_a_directory_of_another_format_is_refused(prepared_dir):
 
 @pytest.mark.parametrize("buffer", [prepared.SHUFFLE_BUFFER, 300])
 def test_oversampled_stream_is_balanced_static_and_resumable(prepared_dir, monkeypatch, buffer):
-  # A buffer smaller than the class, as on a large set.
+  # The default buffer caches both classes of this small set; 300 rows streams the negatives
+  # from the files at every pass, as a large set does.
   monkeypatch.setattr(prepared, "SHUFFLE_BUFFER", buffer)
   _, _, out = prepared_dir
   data = prepared.PreparedData.open(out)
