@@ -21,12 +21,13 @@ test split's positive count has a standard deviation of ~9 around its expected ~
 file, fractions and seed always give the same split, whatever the chunk size.
 
 Why blocks: tf.data's cost is per element, and format 1 (one Example per row) paid it per row:
-on 2 cores, reading took ~3 ms of CPU per 2048 rows, and shuffling, mixing and parsing ~4 ms
-more: ~7 ms per batch against ~0.5 ms for the in-memory path, and the training step competes
-with the input pipeline for the same cores. With blocks, reading and decoding (one
+on 2 cores the stream cost ~6-8 ms of CPU per 2048-row batch (~3 ms of it just reading the
+negatives' records one by one) against ~0.5 ms for the in-memory path, and the training step
+competes with the input pipeline for the same cores. With blocks, reading and decoding (one
 `parse_example` and one `decode_raw` per group of blocks) cost ~0.5 ms per 2048 rows, and the
-whole stream ~0.8 ms per batch. Blocks of 64, 128 and 256 rows measured about the same, 512 and
-1024 more; 128 is the smallest unit of rows that travel together at that cost.
+whole stream ~0.8 ms per batch. Per batch, blocks of 128 and 256 rows measured 0.74-0.81 ms, 64
+rows 0.77-1.15 ms, 512 and 1024 rows 0.86-1.05 ms; 128 is the smaller of the two cheapest, and a
+block is the unit of rows that always travel together.
 
 Training (`--prepared_dir`) streams the shards, per class: the shard files are shuffled and
 interleaved (a class small enough to fit the shuffle buffer's budget is read once and its
