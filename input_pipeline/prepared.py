@@ -6,9 +6,11 @@
           (`preprocessing.validate_features`, `Preprocessor.clean`), assign every row to
           train/validation/test, and accumulate the training rows' mean and variance
           (Chan et al.'s pairwise merge, in float64, so chunking does not change the result);
-  pass 2: scale with those statistics (`Preprocessor.transform`) and write the rows as
-          `tf.train.Example`s {x: float[F], y: int64}: the training split into per-class shards,
-          validation and test into shards of their own.
+  pass 2: scale with those statistics (`Preprocessor.transform`) and write the rows in blocks:
+          the training split into per-class shards, validation and test into shards of their
+          own. Each record is one `tf.train.Example` holding up to BLOCK_ROWS rows of one shard,
+          {x: the rows' float32 features as little-endian bytes, y: their uint8 labels as
+          bytes}; only a shard's last block is short.
 `metadata.json` is written last, so a directory without it is an interrupted preparation.
 
 The split is a hash of (row number in the file, seed), not a shuffle of the whole file: every
@@ -18,14 +20,33 @@ expectation (the stratification is approximate: on the credit-card set's 492 pos
 test split's positive count has a standard deviation of ~9 around its expected ~98). The same
 file, fractions and seed always give the same split, whatever the chunk size.
 
-Training (`--prepared_dir`) streams the shards: per class, the shard files are shuffled,
-interleaved and repeated; records move on in blocks of 64 that are shuffled through a bounded
-buffer, then re-permuted row by row in windows of 4096 rows (one vectorised op), cut into chunks
-of `oversample_chunk` records, mixed by `sample_from_datasets`, batched, parsed (one vectorised
-`parse_example` per batch) and prefetched. Memory is bounded by the buffers, not by the data
-size. The shuffle is local: rows further apart than the buffer in the interleaved stream are
-never swapped, so shards are filled round-robin (neighbouring rows of the file go to different
-shards) and the file order is shuffled on every pass.
+Why blocks: tf.data's cost is per element, and format 1 (one Example per row) paid it per row:
+on 2 cores the stream cost ~6-8 ms of CPU per 2048-row batch (~3 ms of it just reading the
+negatives' records one by one) against ~0.5 ms for the in-memory path, and the training step
+competes with the input pipeline for the same cores. With blocks, reading and decoding (one
+`parse_example` and one `decode_raw` per group of blocks) cost ~0.5 ms per 2048 rows, and the
+whole stream ~0.8 ms per batch. Per batch, blocks of 128 and 256 rows measured 0.74-0.81 ms, 64
+rows 0.77-1.15 ms, 512 and 1024 rows 0.86-1.05 ms; 128 is the smaller of the two cheapest, and a
+block is the unit of rows that always travel together.
+
+Training (`--prepared_dir`) streams the shards, per class: the shard files are shuffled and
+interleaved (a class small enough to fit the shuffle buffer's budget is read once and its
+records cached: re-opening every file at every pass of a few thousand positives cost more than
+the rest of the stream together), repeated, and the blocks shuffled through a bounded buffer;
+groups of blocks are decoded at once, cut into windows of a fixed number of rows (`rebatch`,
+which absorbs the short blocks without dropping rows), each window permuted row by row (one
+stateless, seeded op), and split into chunks of `oversample_chunk` rows that
+`sample_from_datasets` mixes; then batch and prefetch. Memory is bounded by the buffers, not by
+the data size.
+
+What the shuffle mixes, and what it does not: a block's rows are fixed at prepare time (rows of
+one (split, class) spread over a CSV chunk: the chunk's rows are permuted before they are dealt
+round-robin to the shards and cut into blocks), and the rows of a block always reach the stream
+close together, within one window (~4096 rows) or two neighbouring ones; there they are permuted
+among the rows of the window's other ~31 blocks, so a chunk draws its rows from many blocks. Blocks are mixed only
+locally: two blocks further apart than the buffer (~100,000 rows) in the interleaved stream
+are never swapped, which is why shards are filled round-robin and the file order is shuffled on
+every pass. The stream is a pure function of the seed, so `skip` resumes it exactly.
 """
 
 from __future__ import annotations
@@ -46,14 +67,18 @@ from input_pipeline import preprocessing, sources
 from input_pipeline.errors import DataError
 
 METADATA_FILE = "metadata.json"
-FORMAT_VERSION = 1
+# 2: one record per block of rows (1 was one record per row).
+FORMAT_VERSION = 2
 SPLITS = ("train", "validation", "test")
-# Records held by each class's shuffle buffer. ~150 bytes a record: ~15 MB per class, enough to
-# mix the interleaved shards well, small next to the 1.5 GB budget of a large run.
+# Rows per record. tf.data's cost is per element: reading, shuffling and parsing a block of
+# BLOCK_ROWS rows costs about what one row did in format 1 (see the module docstring for the
+# measurements). The last block of a shard is short. Readers take the figure from metadata.json.
+BLOCK_ROWS = 128
+# Rows held by each class's shuffle buffer (as SHUFFLE_BUFFER // block records). ~120 bytes a
+# row: ~12 MB per class, enough to mix the interleaved shards well, small next to the 1.5 GB
+# budget of a large run.
 SHUFFLE_BUFFER = 100_000
-# Records move through the training stream in blocks of BLOCK, and are re-permuted row by row in
-# windows of ~WINDOW_ROWS (see PreparedData._chunks).
-BLOCK = 64
+# Blocks are re-permuted row by row in windows of ~WINDOW_ROWS rows (see PreparedData._chunks).
 WINDOW_ROWS = 4096
 
 
@@ -128,7 +153,7 @@ class RunningMoments:
 
 
 # ---------------------------------------------------------------------------------------------
-# tf.train.Example encoding, vectorised.
+# Records: one tf.train.Example per block of rows.
 
 
 def _varint(n: int) -> bytes:
@@ -148,50 +173,44 @@ def _field(number: int, payload: bytes) -> bytes:
   return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _example_layout(num_features: int) -> tuple[bytes, bytes]:
-  """The bytes of an Example {x: float[F], y: int64 0/1} before the floats and before y.
-
-  With F fixed and y in {0, 1} (a one-byte varint), every record has the same layout: a
-  constant prefix, 4F bytes of little-endian floats, a constant middle, one byte of label.
-  Building records with numpy this way is ~50x faster than a protobuf object per row; a test
-  checks the bytes parse to the same values as `tf.train.Example(...).SerializeToString()`.
-  """
-  floats = b"\0" * (4 * num_features)
-  float_list = _field(1, floats)                      # FloatList.value, packed
-  feature_x = _field(2, float_list)                   # Feature.float_list
-  entry_x = _field(1, b"x") + _field(2, feature_x)    # map entry: key, value
-  int64_list = _field(1, b"\0")                       # Int64List.value, packed, one byte
-  feature_y = _field(3, int64_list)                   # Feature.int64_list
-  entry_y = _field(1, b"y") + _field(2, feature_y)
-  features = _field(1, entry_x) + _field(1, entry_y)  # Features.feature (map)
-  example = _field(1, features)                       # Example.features
-  start = example.index(float_list) + len(float_list) - len(floats)
-  prefix = example[:start]
-  middle = example[start + len(floats):-1]
-  assert example == prefix + floats + middle + b"\0"
-  return prefix, middle
+def _bytes_entry(key: bytes, value: bytes) -> bytes:
+  # A Features map entry {key: Feature{bytes_list: BytesList{value: [value]}}}.
+  feature = _field(1, _field(1, value))            # Feature.bytes_list, BytesList.value
+  return _field(1, _field(1, key) + _field(2, feature))  # Features.feature map entry
 
 
-def encode_examples(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-  """Serialized `tf.train.Example`s of rows: a uint8 array [N, record_bytes].
+def encode_block(x: np.ndarray, y: np.ndarray) -> bytes:
+  """One serialized `tf.train.Example` holding a block of rows.
+
+  The layout, {x: bytes of the rows' little-endian float32 features, row-major [rows, F];
+  y: bytes of the rows' uint8 labels}, is self-describing (named features, the row count is
+  len(y)), so a block may hold any number of rows: the last block of a shard is short. The bytes
+  are assembled directly, with no protobuf object per block: the rows are written in one
+  `tobytes` each, and a test checks they parse to the Example that protobuf itself writes.
 
   Args:
-    x: float32 [N, F] features.
-    y: 0/1 labels [N].
+    x: float32 [rows, F] features.
+    y: 0/1 labels [rows].
   """
   x = np.ascontiguousarray(x, dtype="<f4")
-  n, f = x.shape
-  prefix, middle = _example_layout(f)
-  parts = [np.broadcast_to(np.frombuffer(prefix, np.uint8), (n, len(prefix))),
-           x.view(np.uint8).reshape(n, 4 * f),
-           np.broadcast_to(np.frombuffer(middle, np.uint8), (n, len(middle))),
-           np.asarray(y, np.uint8).reshape(n, 1)]
-  return np.concatenate(parts, axis=1)
+  return _field(1, _bytes_entry(b"x", x.tobytes()) +
+                _bytes_entry(b"y", np.asarray(y, np.uint8).tobytes()))
 
 
-def feature_spec(num_features: int) -> dict:
-  return {"x": tf.io.FixedLenFeature([num_features], tf.float32),
-          "y": tf.io.FixedLenFeature([], tf.int64)}
+BLOCK_SPEC = {"x": tf.io.FixedLenFeature([], tf.string),
+              "y": tf.io.FixedLenFeature([], tf.string)}
+
+
+def decode_blocks(serialized: tf.Tensor, num_features: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """(features [rows, F] float32, labels [rows] int32) of a vector of serialized blocks.
+
+  One `parse_example` for all the blocks, then their bytes are joined and decoded at once, so
+  the cost is per block, not per row, and blocks of different lengths need no padding.
+  """
+  parsed = tf.io.parse_example(serialized, BLOCK_SPEC)
+  x = tf.io.decode_raw(tf.strings.reduce_join(parsed["x"]), tf.float32, little_endian=True)
+  y = tf.io.decode_raw(tf.strings.reduce_join(parsed["y"]), tf.uint8)
+  return tf.reshape(x, [-1, num_features]), tf.cast(y, tf.int32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,6 +254,37 @@ def _clean_chunk(frame: pd.DataFrame, start: int, config, pre):
     pre = preprocessing.unfitted_preprocessor(list(map(str, features.columns)), config)
   rows = features.index.to_numpy()
   return rows, pre.clean(features).to_numpy(), labels, pre
+
+
+class _ShardWriter:
+  """A TFRecord file of blocks of `block_rows` rows: rows wait until they fill a block, so only
+  the file's last block is short."""
+
+  def __init__(self, path: str, block_rows: int):
+    self._writer = tf.io.TFRecordWriter(path)
+    self._block = block_rows
+    self._x, self._y, self._pending = [], [], 0
+    self.rows = 0
+
+  def add(self, x: np.ndarray, y: np.ndarray) -> None:
+    self._x.append(x)
+    self._y.append(y)
+    self._pending += len(y)
+    self.rows += len(y)
+    if self._pending >= self._block:
+      self._write(final=False)
+
+  def _write(self, final: bool) -> None:
+    x, y = np.concatenate(self._x), np.concatenate(self._y)
+    end = len(y) if final else len(y) // self._block * self._block
+    for i in range(0, end, self._block):
+      self._writer.write(encode_block(x[i:i + self._block], y[i:i + self._block]))
+    self._x, self._y, self._pending = [x[end:]], [y[end:]], len(y) - end
+
+  def close(self) -> None:
+    if self._pending:
+      self._write(final=True)
+    self._writer.close()
 
 
 def prepare(config, output_dir: str) -> dict:
@@ -289,7 +339,10 @@ def prepare(config, output_dir: str) -> dict:
   pre.mean, pre.scale = moments.mean.tolist(), scale.tolist()
 
   # Pass 2: scale and write. Round-robin shard assignment per (split, class) keeps the shards
-  # within one record of each other, so every input pipeline gets its share of positives.
+  # within one row of each other, so every input pipeline gets its share of positives. Each
+  # chunk's rows of a (split, class) are permuted first (seeded by the seed and the chunk's first
+  # row), so a block holds rows from across the chunk, not a run of neighbouring rows of the file
+  # (a time-ordered file would otherwise give time slices): blocks are fixed from here on.
   if config.fresh and os.path.isdir(output_dir):
     shutil.rmtree(output_dir)
   os.makedirs(output_dir, exist_ok=True)
@@ -298,36 +351,32 @@ def prepare(config, output_dir: str) -> dict:
                      for c in (0, 1)},
            "validation": [_shard_name("validation", i, shards) for i in range(shards)],
            "test": [_shard_name("test", i, shards) for i in range(shards)]}
-  shard_counts = {"train": {"0": [0] * shards, "1": [0] * shards},
-                  "validation": [0] * shards, "test": [0] * shards}
-  writers = {}
-  for name in files["train"]["0"] + files["train"]["1"] + files["validation"] + files["test"]:
-    writers[name] = tf.io.TFRecordWriter(os.path.join(output_dir, name))
+  writers = {name: _ShardWriter(os.path.join(output_dir, name), BLOCK_ROWS)
+             for name in (files["train"]["0"] + files["train"]["1"] + files["validation"] +
+                          files["test"])}
   t1 = time.perf_counter()
   next_shard = np.zeros((3, 2), np.int64)
   try:
     for start, frame in _csv_chunks(path, config.prepare_chunk_rows):
       rows, cleaned, labels, _ = _clean_chunk(frame, start, config, pre)
       split = assign_splits(rows, **split_kw)
-      records = encode_examples(pre.transform(cleaned), labels)
+      x = pre.transform(cleaned).astype(np.float32)
+      rng = np.random.default_rng([config.seed, start])
       for s, name in enumerate(SPLITS):
         for cls in (0, 1):
-          idx = np.flatnonzero((split == s) & (labels == cls))
+          idx = rng.permutation(np.flatnonzero((split == s) & (labels == cls)))
           shard_of = (next_shard[s, cls] + np.arange(len(idx))) % shards
           next_shard[s, cls] += len(idx)
+          names = files["train"][str(cls)] if name == "train" else files[name]
           for shard in range(shards):
             mine = idx[shard_of == shard]
-            if name == "train":
-              writer = writers[files["train"][str(cls)][shard]]
-              shard_counts["train"][str(cls)][shard] += len(mine)
-            else:
-              writer = writers[files[name][shard]]
-              shard_counts[name][shard] += len(mine)
-            for i in mine:
-              writer.write(records[i].tobytes())
+            writers[names[shard]].add(x[mine], labels[mine])
   finally:
     for w in writers.values():
       w.close()
+  shard_counts = {"train": {c: [writers[n].rows for n in files["train"][c]] for c in ("0", "1")},
+                  **{name: [writers[n].rows for n in files[name]]
+                     for name in ("validation", "test")}}
   logging.info("Prepare pass 2 (write): %.1f s", time.perf_counter() - t1)
 
   metadata = {
@@ -342,7 +391,10 @@ def prepare(config, output_dir: str) -> dict:
       "counts": {name: {"rows": int(counts[s].sum()), "positives": int(counts[s, 1])}
                  for s, name in enumerate(SPLITS)},
       "split": {"method": "hash of (row number, seed)", **split_kw},
-      "example": {"x": f"float32[{len(pre.feature_names)}]", "y": "int64 (0/1)"},
+      "record": {"rows": f"up to {BLOCK_ROWS} (the last block of a shard may be shorter)",
+                 "x": f"bytes: float32 little-endian [rows, {len(pre.feature_names)}], row-major",
+                 "y": "bytes: uint8 [rows], 0/1"},
+      "block_rows": BLOCK_ROWS,
       "shards": shards, "files": files, "shard_counts": shard_counts,
   }
   tmp = os.path.join(output_dir, "." + METADATA_FILE + ".tmp")
@@ -368,6 +420,7 @@ class PreparedData:
     self.metadata = metadata
     self.preprocessor = preprocessing.Preprocessor(**metadata["preprocessing"])
     self.num_features = int(metadata["num_features"])
+    self.block_rows = int(metadata["block_rows"])
 
   @classmethod
   def open(cls, directory: str, label_column: str | None = None) -> "PreparedData":
@@ -401,53 +454,68 @@ class PreparedData:
   def _path(self, name: str) -> str:
     return os.path.join(self.directory, name)
 
-  def _parse(self, serialized: tf.Tensor, rows: int):
-    serialized = tf.reshape(serialized, [rows])  # static shape: TPUs need it
-    parsed = tf.io.parse_example(serialized, feature_spec(self.num_features))
-    return parsed["x"], tf.cast(parsed["y"], tf.int32)
+  def _decode(self, serialized: tf.Tensor):
+    return decode_blocks(serialized, self.num_features)
 
-  def _chunks(self, names: list[str], *, seed: int, chunk: int) -> tf.data.Dataset:
-    """Infinite, shuffled [chunk] vectors of serialized records of these shard files.
+  def _chunks(self, names: list[str], *, rows: int, seed: int,
+              chunk: int) -> tf.data.Dataset:
+    """Infinite, shuffled (features [chunk, F], labels [chunk]) of these shard files' rows.
 
-    A per-record `shuffle` costs several microseconds per row in tf.data and capped this stream
-    at a third of the in-memory path's rate. So records travel in blocks of BLOCK: blocks are
-    shuffled through the buffer, then windows of blocks are permuted row by row in one
-    vectorised op (stateless, seeded by the window's index: the stream is still a pure function
-    of the seed, so `skip` resumes it). `repeat` comes before the shuffle here, so passes blur
-    at their boundaries: the cost of never dropping rows of a class smaller than a block.
+    Blocks are shuffled through a bounded buffer as serialized records; then groups of blocks
+    are decoded together, cut into windows of a fixed number of rows (`rebatch` evens out the
+    short block at each file's end without dropping its rows), each window is permuted row by
+    row (stateless, seeded by the window's index: the stream is still a pure function of the
+    seed, so `skip` resumes it) and split into chunks. `repeat` comes before the shuffle, so
+    passes blur at their boundaries: the cost of never dropping rows of a class smaller than a
+    window.
+
+    Args:
+      names: shard files of this stream.
+      rows: how many rows they hold. Files of no more than SHUFFLE_BUFFER rows are read once
+        and their records cached: the buffer's budget covers them, and re-reading a small
+        class (e.g. 16 files of a few hundred positives each) at every pass reopened every
+        file every few batches, which cost more than the rest of the stream together.
+      seed: seeds the file order, the block shuffle and the row permutations.
+      chunk: rows per element.
     """
     files = tf.data.Dataset.from_tensor_slices([self._path(n) for n in names])
     files = files.shuffle(len(names), seed=seed, reshuffle_each_iteration=True)
-    # Each file is read and cut into blocks in the interleave's own threads, so the per-record
-    # work runs in parallel and only blocks are handed on; `rebatch` then evens out the short
-    # block at each file's end without dropping its rows.
-    ds = files.interleave(lambda f: tf.data.TFRecordDataset(f).batch(BLOCK),
-                          cycle_length=min(len(names), 8), num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=True).repeat()
-    ds = ds.rebatch(BLOCK, drop_remainder=True)
-    ds = ds.shuffle(SHUFFLE_BUFFER // BLOCK, seed=seed + 1, reshuffle_each_iteration=True)
-    common = math.lcm(BLOCK, chunk)
-    window_rows = common * max(1, WINDOW_ROWS // common)
-    ds = ds.batch(window_rows // BLOCK, drop_remainder=True).enumerate()
+    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(names), 8),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if rows <= SHUFFLE_BUFFER:
+      ds = ds.cache()
+    ds = ds.repeat()
+    # At most about one pass of records (each file's last block is short, hence + files): a
+    # buffer larger than the class would only hold rows back across passes.
+    records = min(SHUFFLE_BUFFER // self.block_rows, -(-rows // self.block_rows) + len(names))
+    ds = ds.shuffle(max(1, records), seed=seed + 1, reshuffle_each_iteration=True)
+    ds = ds.batch(max(1, WINDOW_ROWS // self.block_rows), drop_remainder=True)
+    ds = ds.map(self._decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    window = chunk * max(1, WINDOW_ROWS // chunk)
+    ds = ds.rebatch(window, drop_remainder=True).enumerate()
 
-    def remix(index, blocks):
-      rows = tf.reshape(blocks, [window_rows])
-      rows = tf.random.experimental.stateless_shuffle(
-          rows, seed=tf.stack([tf.constant(seed, tf.int64), index]))
-      return tf.reshape(rows, [window_rows // chunk, chunk])
-    return ds.map(remix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+    def remix(index, rows_xy):
+      order = tf.random.experimental.stateless_shuffle(
+          tf.range(window), seed=tf.stack([tf.constant(seed, tf.int64), index]))
+      x, y = (tf.gather(t, order) for t in rows_xy)
+      return (tf.reshape(x, [window // chunk, chunk, self.num_features]),
+              tf.reshape(y, [window // chunk, chunk]))
+    # Unbatching a window's chunks costs less per chunk than `rebatch(chunk)` (measured).
+    return ds.map(remix).unbatch()
 
-  def _pipeline_shards(self, cls: str, pipeline_id: int, num_pipelines: int) -> list[str]:
+  def _pipeline_shards(self, cls: str, pipeline_id: int,
+                       num_pipelines: int) -> tuple[list[str], int]:
+    """(this input pipeline's training shard files of class `cls`, their row count)."""
     names = self.metadata["files"]["train"][cls]
     counts = self.metadata["shard_counts"]["train"][cls]
-    mine = [n for i, (n, c) in enumerate(zip(names, counts))
+    mine = [(n, c) for i, (n, c) in enumerate(zip(names, counts))
             if i % num_pipelines == pipeline_id and c > 0]
     if not mine:
       raise DataError(f"input pipeline {pipeline_id} of {num_pipelines} has no training rows "
                       f"of class {cls} in {self.directory} ({len(names)} shards, "
                       f"{sum(counts)} rows of that class): prepare with more rows of that class "
                       "or fewer workers")
-    return mine
+    return [n for n, _ in mine], sum(c for _, c in mine)
 
   def train_dataset(self, *, strategy: str, batch_size: int, chunk: int, seed: int,
                     pipeline_id: int = 0, num_pipelines: int = 1,
@@ -456,28 +524,36 @@ class PreparedData:
 
     Same contract as `datasets.train_dataset`. Input pipelines read disjoint shard files
     (shard i goes to pipeline i % num_pipelines). `skip` replays the seeded stream up to the
-    resume point on serialized records, before parsing: it costs a read of the skipped records.
+    resume point: it costs a read and decode of the skipped rows.
     """
     streams = seed * 1_000_003 + 4 * pipeline_id
+    num_features = self.num_features
     if strategy == "oversample":
       chunk = math.gcd(chunk, batch_size)
-      pos = self._chunks(self._pipeline_shards("1", pipeline_id, num_pipelines),
-                         seed=streams + 2, chunk=chunk)
-      neg = self._chunks(self._pipeline_shards("0", pipeline_id, num_pipelines),
-                         seed=streams, chunk=chunk)
+      pos_names, pos_rows = self._pipeline_shards("1", pipeline_id, num_pipelines)
+      neg_names, neg_rows = self._pipeline_shards("0", pipeline_id, num_pipelines)
+      pos = self._chunks(pos_names, rows=pos_rows, seed=streams + 2, chunk=chunk)
+      neg = self._chunks(neg_names, rows=neg_rows, seed=streams, chunk=chunk)
       # Mixing chunks, not rows: see input_pipeline/datasets.py for why.
       mixed = tf.data.Dataset.sample_from_datasets([pos, neg], weights=[0.5, 0.5],
                                                    seed=seed * 7919 + pipeline_id)
-      ds = mixed.batch(batch_size // chunk, drop_remainder=True)
+      ds = mixed.batch(batch_size // chunk, drop_remainder=True).map(
+          lambda x, y: (tf.reshape(x, [batch_size, num_features]),
+                        tf.reshape(y, [batch_size])))
     else:
-      names = (self._pipeline_shards("0", pipeline_id, num_pipelines) +
-               self._pipeline_shards("1", pipeline_id, num_pipelines))
-      ds = self._chunks(names, seed=streams, chunk=batch_size)
+      shards = [self._pipeline_shards(c, pipeline_id, num_pipelines) for c in ("0", "1")]
+      ds = self._chunks(shards[0][0] + shards[1][0], rows=shards[0][1] + shards[1][1],
+                        seed=streams, chunk=batch_size)
     if skip:
       ds = ds.skip(skip)
-    ds = ds.map(lambda s: self._parse(s, batch_size), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+  def _rows(self, split: str) -> tf.data.Dataset:
+    """The split's rows as decoded groups of blocks, in a fixed order (files read 4 at once)."""
+    ds = tf.data.TFRecordDataset([self._path(f) for f in self.metadata["files"][split]],
+                                 num_parallel_reads=4)
+    return ds.batch(max(1, WINDOW_ROWS // self.block_rows)).map(
+        self._decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def eval_dataset(self, split: str, *, batch_size: int, global_batch_size: int,
                    pipeline_id: int = 0, num_pipelines: int = 1) -> tf.data.Dataset:
@@ -485,37 +561,39 @@ class PreparedData:
 
     Streamed and not cached: memory stays bounded whatever the split's size. The padding comes
     last, so a row is real exactly when its position is below the split's row count; the mask
-    is computed per batch from the batch index, not carried record by record.
+    is computed per batch from the batch index, not carried row by row. Every worker cuts the
+    same batches (the order is fixed) before `shard` hands each its own.
     """
     n = self.metadata["counts"][split]["rows"]
     total = max(global_batch_size, -(-n // global_batch_size) * global_batch_size)
-    padding = encode_examples(np.zeros((1, self.num_features), np.float32),
-                              np.zeros(1))[0].tobytes()
-    # Several files read at once, in a deterministic order: every worker must cut the same
-    # batches before `shard` hands each its own.
-    real = tf.data.TFRecordDataset([self._path(f) for f in self.metadata["files"][split]],
-                                   num_parallel_reads=4)
-    pad = tf.data.Dataset.from_tensors(tf.constant(padding)).repeat(total - n)
-    ds = real.concatenate(pad).batch(batch_size, drop_remainder=True).enumerate()
+    pad = tf.data.Dataset.from_tensors((tf.zeros([total - n, self.num_features], tf.float32),
+                                        tf.zeros([total - n], tf.int32)))
+    ds = self._rows(split).concatenate(pad).rebatch(batch_size, drop_remainder=True)
+    ds = ds.enumerate()
     if num_pipelines > 1:
       ds = ds.shard(num_pipelines, pipeline_id)
 
-    def parse(index, serialized):
-      x, y = self._parse(serialized, batch_size)
+    def mask(index, x, y):
       position = index * batch_size + tf.range(batch_size, dtype=tf.int64)
       return x, y, tf.cast(position < n, tf.float32)
-    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda i, b: mask(i, *b)).prefetch(tf.data.AUTOTUNE)
 
   def predict(self, model, split: str, batch_size: int = 65536):
     """(labels int64, probabilities float64) of every row of a split, streamed in batches."""
-    ds = tf.data.TFRecordDataset([self._path(f) for f in self.metadata["files"][split]],
-                                 num_parallel_reads=4)
-    ds = ds.batch(batch_size).map(
-        lambda s: tf.io.parse_example(s, feature_spec(self.num_features)),
-        num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+    ds = self._rows(split).rebatch(batch_size).prefetch(2)
     labels, probs = [], []
-    for batch in ds:
-      logits = model(batch["x"], training=False)
+    for x, y in ds:
+      logits = model(x, training=False)
       probs.append(tf.sigmoid(tf.cast(logits, tf.float64)).numpy())
-      labels.append(batch["y"].numpy())
+      labels.append(y.numpy().astype(np.int64))
     return np.concatenate(labels), np.concatenate(probs)
+
+
+def _options() -> tf.data.Options:
+  # As in the in-memory path (input_pipeline/datasets.py): the default `map_parallelization`
+  # rewrite would make every map parallel, including the per-draw map inside
+  # `sample_from_datasets`, and each draw would hop threads; the maps worth parallelising (the
+  # decodes) ask for it themselves.
+  options = tf.data.Options()
+  options.experimental_optimization.map_parallelization = False
+  return options

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -28,12 +29,13 @@ def prepared_dir(tmp_path):
   return frame, csv, str(out)
 
 
+def _records(directory: str, names: list[str]) -> list[bytes]:
+  return [r.numpy() for r in tf.data.TFRecordDataset([os.path.join(directory, n) for n in names])]
+
+
 def _decode(directory: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-  ds = tf.data.TFRecordDataset([os.path.join(directory, n) for n in names]).batch(10_000)
-  spec = prepared.feature_spec(29)
-  parts = [tf.io.parse_example(b, spec) for b in ds]
-  return (np.concatenate([p["x"].numpy() for p in parts]),
-          np.concatenate([p["y"].numpy() for p in parts]))
+  x, y = prepared.decode_blocks(tf.constant(_records(directory, names)), 29)
+  return x.numpy(), y.numpy()
 
 
 def test_split_is_a_pure_function_of_row_seed_and_fractions():
@@ -60,16 +62,32 @@ def test_running_moments_equal_numpy(chunk):
   np.testing.assert_allclose(m.std(), x.std(axis=0), rtol=1e-9)
 
 
-def test_encoded_records_are_the_examples_protobuf_writes():
+@pytest.mark.parametrize("rows,features", [(1, 1), (5, 29), (300, 300)])
+def test_encoded_blocks_are_the_examples_protobuf_writes(rows, features):
   rng = np.random.default_rng(0)
-  x = rng.standard_normal((5, 300)).astype(np.float32)  # 1200 float bytes: multi-byte lengths
-  y = np.array([0, 1, 1, 0, 1])
-  records = prepared.encode_examples(x, y)
-  for i in range(5):
-    expected = tf.train.Example(features=tf.train.Features(feature={
-        "x": tf.train.Feature(float_list=tf.train.FloatList(value=x[i])),
-        "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[y[i]]))}))
-    assert tf.train.Example.FromString(records[i].tobytes()) == expected
+  x = rng.standard_normal((rows, features)).astype(np.float32)  # 300x300: multi-byte lengths
+  y = rng.integers(0, 2, rows)
+  expected = tf.train.Example(features=tf.train.Features(feature={
+      "x": tf.train.Feature(bytes_list=tf.train.BytesList(value=[x.astype("<f4").tobytes()])),
+      "y": tf.train.Feature(bytes_list=tf.train.BytesList(value=[y.astype(np.uint8).tobytes()]))}))
+  assert tf.train.Example.FromString(prepared.encode_block(x, y)) == expected
+
+
+def test_blocks_of_any_length_decode_to_their_rows_eagerly_and_in_a_dataset():
+  rng = np.random.default_rng(1)
+  sizes = [256, 3, 1, 40]  # a full block, and short ones like the last block of a shard
+  x = rng.standard_normal((sum(sizes), 29)).astype(np.float32)
+  y = rng.integers(0, 2, sum(sizes))
+  ends = np.cumsum(sizes)
+  blocks = tf.constant([prepared.encode_block(x[e - n:e], y[e - n:e])
+                        for n, e in zip(sizes, ends)])
+  eager = prepared.decode_blocks(blocks, 29)
+  mapped = next(iter(tf.data.Dataset.from_tensors(blocks).map(
+      lambda b: prepared.decode_blocks(b, 29))))
+  for got_x, got_y in (eager, mapped):
+    np.testing.assert_array_equal(got_x.numpy(), x)
+    np.testing.assert_array_equal(got_y.numpy(), y)
+    assert got_y.dtype == tf.int32
 
 
 def test_prepared_features_equal_the_in_memory_preprocessing(prepared_dir):
@@ -99,6 +117,14 @@ def test_prepared_features_equal_the_in_memory_preprocessing(prepared_dir):
       max(meta["shard_counts"]["train"]["1"]) - min(meta["shard_counts"]["train"]["1"]) <= 1
   _, y1 = _decode(out, meta["files"]["train"]["1"])
   assert set(y1.tolist()) == {1}
+  # Every record is a full block but the last of its shard; the shards hold their counted rows.
+  for name, count in zip(meta["files"]["train"]["0"], meta["shard_counts"]["train"]["0"]):
+    sizes = [len(prepared.decode_blocks(tf.constant([r]), 29)[1])
+             for r in _records(out, [name])]
+    assert sizes == [prepared.BLOCK_ROWS] * (count // prepared.BLOCK_ROWS) + (
+        [count % prepared.BLOCK_ROWS] if count % prepared.BLOCK_ROWS else [])
+  assert meta["block_rows"] == prepared.BLOCK_ROWS and max(
+      meta["shard_counts"]["train"]["0"]) > prepared.BLOCK_ROWS  # so a shard has 2+ blocks
 
 
 def test_chunk_size_does_not_change_the_result(prepared_dir, tmp_path):
@@ -128,18 +154,59 @@ def test_prepare_refuses_to_overwrite_and_bad_input(prepared_dir, tmp_path):
     prepared.PreparedData.open(str(tmp_path / "p3"))
 
 
-def test_oversampled_stream_is_balanced_static_and_resumable(prepared_dir):
+def test_a_directory_of_another_format_is_refused(prepared_dir):
+  _, _, out = prepared_dir
+  path = os.path.join(out, prepared.METADATA_FILE)
+  meta = read_json(path)
+  meta["format_version"] = 1  # one row per record, as written before blocks
+  with open(path, "w") as f:
+    json.dump(meta, f)
+  with pytest.raises(DataError, match="format_version 1; this engine reads 2: prepare the data "
+                                      "again"):
+    prepared.PreparedData.open(out)
+
+
+@pytest.mark.parametrize("buffer", [prepared.SHUFFLE_BUFFER, 300])
+def test_oversampled_stream_is_balanced_static_and_resumable(prepared_dir, monkeypatch, buffer):
+  # The default buffer caches both classes of this small set; 300 rows streams the negatives
+  # from the files at every pass, as a large set does.
+  monkeypatch.setattr(prepared, "SHUFFLE_BUFFER", buffer)
   _, _, out = prepared_dir
   data = prepared.PreparedData.open(out)
   kw = dict(strategy="oversample", batch_size=128, chunk=16, seed=3)
   ds = data.train_dataset(**kw)
   assert [s.shape.as_list() for s in ds.element_spec] == [[128, 29], [128]]
-  batches = [b for _, b in ds.take(40)]
-  share = float(np.mean([b.numpy().mean() for b in batches]))
+  batches = [(x.numpy(), y.numpy()) for x, y in ds.take(40)]
+  share = float(np.mean([y.mean() for _, y in batches]))
   assert 0.4 < share < 0.6
+  # Chunks are of one class, and rows are mixed: a chunk holds rows of several blocks (the
+  # blocks are fixed at prepare time; the row permutation is what mixes them).
+  chunks = np.stack([y.reshape(8, 16) for _, y in batches])
+  assert np.all(chunks.min(axis=2) == chunks.max(axis=2))
+  block_of = {}
+  for i, record in enumerate(_records(out, data.metadata["files"]["train"]["0"])):
+    for row in prepared.decode_blocks(tf.constant([record]), 29)[0].numpy():
+      block_of[row.tobytes()] = i
+  blocks_per_chunk = [len({block_of[r.tobytes()] for r in x[c * 16:(c + 1) * 16]})
+                      for x, y in batches for c in range(8) if y[c * 16] == 0]
+  assert np.mean(blocks_per_chunk) > 3
   # skip=k replays the seeded stream: a resumed run continues where it stopped.
   resumed = next(iter(data.train_dataset(**kw, skip=5)))
-  np.testing.assert_array_equal(resumed[1].numpy(), batches[5].numpy())
+  np.testing.assert_array_equal(resumed[0].numpy(), batches[5][0])
+  np.testing.assert_array_equal(resumed[1].numpy(), batches[5][1])
+
+
+@pytest.mark.parametrize("buffer", [prepared.SHUFFLE_BUFFER, 300])
+def test_stream_reaches_every_training_row(prepared_dir, monkeypatch, buffer):
+  # Short blocks (each shard's last) are rebatched, not dropped: every row comes round.
+  monkeypatch.setattr(prepared, "SHUFFLE_BUFFER", buffer)
+  _, _, out = prepared_dir
+  data = prepared.PreparedData.open(out)
+  x, _ = _decode(out, data.metadata["files"]["train"]["0"] + data.metadata["files"]["train"]["1"])
+  assert len(x) == data.counts()["train"]["rows"]
+  ds = data.train_dataset(strategy="baseline", batch_size=200, chunk=16, seed=1)
+  seen = {row.tobytes() for b, _ in ds.take(100) for row in b.numpy()}
+  assert seen == {row.tobytes() for row in x}
 
 
 def test_input_pipelines_read_disjoint_shards(prepared_dir):
