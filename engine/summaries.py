@@ -25,11 +25,22 @@ class Summaries:
     return self._writers[name]
 
   def scalars(self, name: str, values: dict[str, float], step: int) -> None:
+    """Writes each value as a scalar summary under its tag, at `step`, all in one event.
+
+    The Summary protobuf is built on the host (TensorBoard's `scalar_pb`: the same float32
+    tensor and scalar-plugin metadata `tf.summary.scalar` writes) and written with one op.
+    Eagerly, one `tf.summary.scalar` op per value cost ~5 ms per call, twice per epoch: a
+    third as long as an oversampling epoch's 20 training steps.
+    """
     if not self.enabled:
       return
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.scalar import summary_v2 as scalar_summary
+    pb = summary_pb2.Summary()
+    for tag, value in values.items():
+      pb.value.extend(scalar_summary.scalar_pb(tag, float(value)).value)
     with self.writer(name).as_default(step=step):
-      for tag, value in values.items():
-        tf.summary.scalar(tag, value)
+      tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=step)
 
   def text(self, name: str, tag: str, value: str, step: int = 0) -> None:
     if not self.enabled:
