@@ -5,14 +5,31 @@ from __future__ import annotations
 import numpy as np
 
 
+class Scorer:
+  """Fraud probabilities (float64) of a host (single-device) model, in one compiled function.
+
+  The loop scores the 45k validation rows every epoch: compiled, ~1.4 ms a call, against ~6 ms
+  for the eager Keras call. Sigmoid in float64, like the export, so equal logits give
+  bit-equal scores.
+  """
+
+  def __init__(self, model):
+    import tensorflow as tf
+    self._score = tf.function(
+        lambda rows: tf.sigmoid(tf.cast(model(rows, training=False), tf.float64)),
+        autograph=False, reduce_retracing=True)
+
+  def __call__(self, x, batch_size: int = 65536) -> np.ndarray:
+    """Probabilities of the rows of `x` (an array or a tensor), `batch_size` rows at a time."""
+    import tensorflow as tf
+    out = [self._score(tf.convert_to_tensor(x[start:start + batch_size], tf.float32)).numpy()
+           for start in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def predict_probabilities(model, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-  """Fraud probabilities of a host (single-device) model, in float64."""
-  import tensorflow as tf
-  out = []
-  for start in range(0, len(x), batch_size):
-    logits = model(tf.constant(x[start:start + batch_size]), training=False)
-    out.append(tf.sigmoid(tf.cast(logits, tf.float64)).numpy())
-  return np.concatenate(out) if out else np.zeros(0)
+  """Fraud probabilities of a host model, in float64 (see Scorer, to score more than once)."""
+  return Scorer(model)(x, batch_size)
 
 
 def _ranked_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +62,11 @@ def roc_auc_and_average_precision(labels: np.ndarray, probabilities: np.ndarray,
   return float(np.trapezoid(tpr, fpr)), float(np.sum(np.diff(tpr) * precision))
 
 
+def clip_probabilities(probabilities: np.ndarray) -> np.ndarray:
+  """Probabilities in [1e-7, 1 - 1e-7] (float64): the log loss stays finite."""
+  return np.clip(np.asarray(probabilities, np.float64), 1e-7, 1 - 1e-7)
+
+
 def exact_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5,
                   ) -> dict[str, float]:
   """Confusion counts at `threshold`, and ROC-AUC and PR-AUC over all predictions.
@@ -52,7 +74,7 @@ def exact_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
   PR-AUC is average precision, the step-wise area that does not interpolate optimistically.
   """
   y = np.asarray(labels).astype(np.int64)
-  p = np.clip(np.asarray(probabilities, np.float64), 1e-7, 1 - 1e-7)
+  p = clip_probabilities(probabilities)
   pred = p >= threshold
   tp = int(np.sum(pred & (y == 1)))
   fp = int(np.sum(pred & (y == 0)))

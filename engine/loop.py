@@ -267,6 +267,8 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
                                jit_compile=config.jit_compile)
   eval_pass = make_eval_pass(model=model, strategy=strategy, metrics=val_metrics)
   host = build_model(config, num_features=splits.num_features, output_bias=0.0)
+  score = evaluation.Scorer(host)
+  x_val = None if config.prepared_dir else tf.constant(splits.x_val)
   summaries = Summaries(model_dir, enabled=chief)
   if not restored:
     summaries.text("train", "config", "```\n" + config.to_json() + "\n```")
@@ -307,7 +309,7 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
     val_metrics.reset()
     eval_pass(val_data)
     val_result = val_metrics.result()
-    val_result.update(exact_validation(host, model, splits))
+    val_result.update(exact_validation(host, score, model, splits, x_val))
     examples_per_s = steps_run * global_batch / dt
     train_result["examples_per_second"] = examples_per_s
     summaries.scalars("train", train_result, e)
@@ -341,8 +343,8 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   best_path = ckpts.restore_best()
   logging.info("Evaluating the best weights (%s) on the test split", best_path)
 
-  results, host, scored = evaluate_best(config, model, splits, strategy, val_metrics, eval_pass,
-                                       eval_global)
+  results, scored = evaluate_best(config, model, host, score, splits, strategy, val_metrics,
+                                  eval_pass, eval_global)
   results["threshold"] = thresholds.choose(
       config, val_labels=scored["validation"][0], val_probabilities=scored["validation"][1],
       test_labels=scored["test"][0], test_probabilities=scored["test"][1])
@@ -372,24 +374,35 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   return results
 
 
-def exact_validation(host, model, splits) -> dict[str, float]:
-  """ROC-AUC and PR-AUC over all validation predictions, on a host copy of the weights."""
+def exact_validation(host, score, model, splits, x_val=None) -> dict[str, float]:
+  """ROC-AUC and PR-AUC over all validation predictions, on a host copy of the weights.
+
+  Args:
+    host: a single-device model of the same architecture; it is given `model`'s weights.
+    score: `evaluation.Scorer(host)`.
+    model: the model being trained.
+    splits: the data.
+    x_val: optional; the validation features already as a tensor (they are scored every epoch).
+  """
   host.set_weights(model.get_weights())
   if isinstance(splits, prepared.PreparedData):  # Streams the split: predictions only.
-    exact = evaluation.exact_metrics(*splits.predict(host, "validation"))
+    y, p = splits.predict(host, "validation")
   else:
-    exact = evaluation.exact_metrics(splits.y_val,
-                                     evaluation.predict_probabilities(host, splits.x_val))
-  return {"auc_exact": exact["auc"], "prc_exact": exact["prc"]}
+    y = splits.y_val
+    p = score(splits.x_val if x_val is None else x_val)
+  auc, prc = evaluation.roc_auc_and_average_precision(y, evaluation.clip_probabilities(p))
+  return {"auc_exact": auc, "prc_exact": prc}
 
 
-def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_global):
+def evaluate_best(config, model, host, score, splits, strategy, metrics, eval_pass, eval_global):
   """Exact test and validation metrics of `model`, plus the streaming ones beside them.
 
+  `host`, a single-device model of the same architecture, is given `model`'s weights and
+  scores the splits with `score` (its `evaluation.Scorer`).
+
   Returns:
-    (metrics by split, the single-device copy of the model, {split: (labels, probabilities)}).
+    (metrics by split, {split: (labels, probabilities)}).
   """
-  host = build_model(config, num_features=splits.num_features, output_bias=0.0)
   host.set_weights(model.get_weights())
   out, scored = {}, {}
   for name in ("validation", "test"):
@@ -397,7 +410,7 @@ def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_glob
       y, p = splits.predict(host, name)
     else:
       x, y = _arrays(splits, name)
-      p = evaluation.predict_probabilities(host, x)
+      p = score(x)
     out[name] = evaluation.exact_metrics(y, p)
     scored[name] = (y, p)
   # The streaming (200-threshold) AUCs on the test split, reported under their own names.
@@ -411,7 +424,7 @@ def evaluate_best(config, model, splits, strategy, metrics, eval_pass, eval_glob
   streaming = metrics.result()
   out["test"]["auc_streaming"] = streaming["auc"]
   out["test"]["prc_streaming"] = streaming["prc"]
-  return out, host, scored
+  return out, scored
 
 
 def _train_labels(data) -> np.ndarray:
