@@ -72,13 +72,13 @@ class Summaries:
     with self.writer(name).as_default(step=step):
       tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=step)
 
-  def image(self, name: str, tag: str, png: bytes, step: int) -> None:
-    """A PNG (e.g. from engine/plots.py) for the Images dashboard."""
+  def image(self, name: str, tag: str, rgb: np.ndarray, step: int) -> None:
+    """uint8 RGB pixels [height, width, 3] (e.g. from engine/plots.py) for the Images
+    dashboard."""
     if not self.enabled:
       return
-    image = tf.io.decode_png(png, channels=3)[tf.newaxis]
     with self.writer(name).as_default(step=step):
-      tf.summary.image(tag, image)
+      tf.summary.image(tag, np.asarray(rgb, np.uint8)[np.newaxis])
 
   def hparams(self, config, metrics: dict[str, list[str]]) -> None:
     """The run's hyperparameters, for the HParams dashboard, at `<model_dir>/logs`.

@@ -95,6 +95,18 @@ def test_images(tensorboard):
   for s in STRATEGIES:
     assert {"confusion_matrix_at_0.5", "confusion_matrix_at_threshold", "roc_curve",
             "pr_curve_image"} <= set(tags[f"{s}/logs/test"])
+  # TensorBoard serves a real picture: a PNG of the figure's size, not a blank one.
+  import urllib.parse
+  import numpy as np
+  import tensorflow as tf
+  entries = get(tensorboard, "/data/plugin/images/images?" + urllib.parse.urlencode(
+      {"run": "oversample/logs/test", "tag": "roc_curve"}))
+  with urllib.request.urlopen(tensorboard + "/data/plugin/images/individualImage?" +
+                              entries[0]["query"], timeout=10) as r:
+    png = r.read()
+  pixels = tf.io.decode_png(png, channels=3).numpy()
+  assert pixels.shape == (320, 360, 3)
+  assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10
 
 
 def test_hparams_compare_the_strategies(tensorboard):
