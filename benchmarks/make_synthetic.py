@@ -1,6 +1,6 @@
 """Writes a credit-card-shaped CSV of any size, chunk by chunk, never holding it all in memory.
 
-  python benchmarks/make_synthetic.py --rows=5696140 --output=/tmp/big.csv   # 20x the real set
+  python benchmarks/make_synthetic.py --rows=5696140 --output=big.csv   # 20x the real set
 
 Columns Time, V1..V28, Amount, Class, ~0.17% positives with a learnable signal: each chunk is
 `input_pipeline.sources.synthetic_creditcard(rows, seed)` with its own seed, so the file is a

@@ -1,8 +1,8 @@
 """The file-based path against the in-memory path, in one run: examples/s and peak RSS.
 
-  python benchmarks/make_synthetic.py --rows=5696140 --output=/tmp/big.csv    # 20x credit card
-  python benchmarks/throughput_prepared.py --data_path=/tmp/big.csv --workdir=/tmp/bench \
-      --json=/tmp/bench/throughput_prepared.json
+  python benchmarks/make_synthetic.py --rows=5696140 --output=big.csv    # 20x credit card
+  python benchmarks/throughput_prepared.py --data_path=big.csv --workdir=bench \
+      --json=bench/throughput_prepared.json
 
 Three `main.py` processes, one after the other (so they do not compete for the cores):
   1. `--mode=prepare` of --data_path into TFRecord shards;
