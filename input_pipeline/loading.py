@@ -55,9 +55,14 @@ def _child(config, conn) -> None:
   except Exception as e:  # noqa: BLE001 - raised again in the parent, after the logs.
     message = ("error", e, collect.records)
   try:
-    conn.send(message)
-  except Exception as e:  # noqa: BLE001 - an error that does not pickle is sent as text.
-    conn.send(("error", RuntimeError(f"{type(e).__name__}: {e}"), collect.records))
+    try:
+      conn.send(message)
+    except (BrokenPipeError, ConnectionResetError):
+      raise
+    except Exception as e:  # noqa: BLE001 - an error that does not pickle is sent as text.
+      conn.send(("error", RuntimeError(f"{type(e).__name__}: {e}"), collect.records))
+  except (BrokenPipeError, ConnectionResetError):
+    pass  # The parent is gone (killed, or stopped before it needed the data): nobody to tell.
   conn.close()
 
 

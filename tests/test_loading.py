@@ -77,3 +77,18 @@ def test_start_only_where_a_background_load_helps(tmp_path, monkeypatch):
   finally:
     background.close()
   assert not background._process.is_alive()
+
+
+def test_a_child_whose_parent_is_gone_exits_quietly():
+  # A parent stopped before it needed the data (a bad flag after the start, SIGTERM) closes
+  # its end; the child's send then fails, and it must end without a traceback (exit code 0).
+  import multiprocessing
+  context = multiprocessing.get_context("spawn")
+  parent_end, child_end = context.Pipe(duplex=False)
+  process = context.Process(target=loading._child,
+                            args=(Config(dataset="synthetic", synthetic_rows=3000), child_end))
+  process.start()
+  child_end.close()
+  parent_end.close()
+  process.join(60)
+  assert process.exitcode == 0
