@@ -165,6 +165,45 @@ def test_two_workers_train_one_model_like_a_single_process(tmp_path):
   assert not [n for n in os.listdir(tmp_path / "tmp1") if n.startswith("imbalanced-engine-worker-")]
 
 
+def test_two_workers_train_from_a_prepared_directory(tmp_path):
+  # Data larger than memory on several machines: each worker streams its own shards.
+  frame = small_frame(rows=4000, positives=200, seed=2)
+  frame.loc[frame.Class == 1, ["V1", "V2", "V3"]] -= 2.2
+  data = tmp_path / "data.csv"
+  frame.to_csv(data, index=False)
+  prepared = tmp_path / "prepared"
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--mode=prepare",
+                         f"--data_path={data}", f"--output_dir={prepared}", "--prepare_shards=4"],
+                        capture_output=True, text=True, cwd=ROOT, timeout=240)
+  assert proc.returncode == 0, proc.stderr
+  flags = [f"--prepared_dir={prepared}", "--strategy=oversample", "--epochs=3",
+           "--batch_size=256", "--steps_per_epoch=10", "--learning_rate=0.02", "--dropout=0",
+           "--patience=5"]
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+  with _reaped([]) as procs:
+    for i in (0, 1):
+      out = open(tmp_path / f"worker{i}.out", "w+")
+      env = {**os.environ, "TF_CONFIG": json.dumps(
+          {"cluster": cluster, "task": {"type": "worker", "index": i}})}
+      procs.append((subprocess.Popen(
+          [sys.executable, os.path.join(ROOT, "main.py"), *flags, "--distribution=multi_worker",
+           f"--model_dir={tmp_path / f'w{i}'}"], stdout=out, stderr=subprocess.STDOUT,
+          cwd=ROOT, env=env), out))
+    for p, _ in procs:
+      p.wait(timeout=240)
+  outputs = []
+  for p, out in procs:
+    out.seek(0)
+    outputs.append(out.read())
+    out.close()
+    assert p.returncode == 0, outputs[-1][-3000:]
+  chief = read_json(tmp_path / "w0" / "results.json")
+  assert (chief["distribution"], chief["num_replicas"], chief["steps"]) == ("multi_worker", 2, 30)
+  assert chief["test"]["auc"] > 0.75  # it learned
+  assert _table_line(outputs[0], "test") == _table_line(outputs[1], "test")
+  assert not (tmp_path / "w1").exists()
+
+
 def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_they_resume(tmp_path):
   import signal
   import time
