@@ -374,7 +374,7 @@ def _train(config: Config, model_dir: str, *, strategy, distribution: str, split
   return results
 
 
-def exact_validation(host, score, model, splits, x_val=None) -> dict[str, float]:
+def exact_validation(host, score, model, splits, x_val) -> dict[str, float]:
   """ROC-AUC and PR-AUC over all validation predictions, on a host copy of the weights.
 
   Args:
@@ -382,14 +382,15 @@ def exact_validation(host, score, model, splits, x_val=None) -> dict[str, float]
     score: `evaluation.Scorer(host)`.
     model: the model being trained.
     splits: the data.
-    x_val: optional; the validation features already as a tensor (they are scored every epoch).
+    x_val: the validation features as a tensor, made once (they are scored every epoch);
+      None for a prepared directory, whose split is streamed.
   """
   host.set_weights(model.get_weights())
   if isinstance(splits, prepared.PreparedData):  # Streams the split: predictions only.
     y, p = splits.predict(host, "validation")
   else:
     y = splits.y_val
-    p = score(splits.x_val if x_val is None else x_val)
+    p = score(x_val)
   auc, prc = evaluation.roc_auc_and_average_precision(y, evaluation.clip_probabilities(p))
   return {"auc_exact": auc, "prc_exact": prc}
 

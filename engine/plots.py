@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
+from engine import evaluation
+
 
 def _figure():
   import matplotlib
@@ -63,11 +65,8 @@ def roc_curve(labels: np.ndarray, probabilities: np.ndarray, title: str) -> np.n
   ax.plot(np.maximum(fpr, 1e-6), tpr)
   ax.set_xscale("log")
   ax.set_xlim(1e-5, 1)
-  ax.set_ylim(0, 1.02)
-  ax.set_xlabel("false positive rate")
-  ax.set_ylabel("true positive rate (recall)")
-  ax.set_title(f"{title}: AUC {skm.roc_auc_score(labels, probabilities):.4f}")
-  ax.grid(True, alpha=0.3)
+  auc, _ = evaluation.roc_auc_and_average_precision(labels, probabilities)
+  _curve_axes(ax, "false positive rate", "true positive rate (recall)", f"{title}: AUC {auc:.4f}")
   return _rgb(plt, fig)
 
 
@@ -86,9 +85,15 @@ def pr_curve(labels: np.ndarray, probabilities: np.ndarray, title: str,
             label=f"threshold {threshold:.4g}")
     ax.legend(loc="lower left")
   ax.set_xlim(0, 1.02)
-  ax.set_ylim(0, 1.02)
-  ax.set_xlabel("recall")
-  ax.set_ylabel("precision")
-  ax.set_title(f"{title}: AP {skm.average_precision_score(labels, probabilities):.4f}")
-  ax.grid(True, alpha=0.3)
+  _, ap = evaluation.roc_auc_and_average_precision(labels, probabilities)
+  _curve_axes(ax, "recall", "precision", f"{title}: AP {ap:.4f}")
   return _rgb(plt, fig)
+
+
+def _curve_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+  """What the two curves share: a y axis of rates in [0, 1], labels, title and a light grid."""
+  ax.set_ylim(0, 1.02)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(True, alpha=0.3)

@@ -114,7 +114,7 @@ def start(config) -> BackgroundLoad | None:
   if config.prepared_dir:
     return None
   if (not config.data_path and config.dataset == "creditcard" and
-      not os.path.exists(os.path.join(sources.cache_dir(), sources.CREDITCARD_FILENAME))):
+      not os.path.exists(sources.cached_creditcard_path())):
     return None
   try:
     return BackgroundLoad(config)

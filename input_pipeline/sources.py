@@ -42,6 +42,11 @@ def cache_dir() -> str:
   return os.path.join(home, "datasets")
 
 
+def cached_creditcard_path() -> str:
+  """Where the verified credit-card CSV is cached (it may not be there yet)."""
+  return os.path.join(cache_dir(), CREDITCARD_FILENAME)
+
+
 def verify_creditcard(path: str) -> None:
   """Raises DataError unless `path` is the original credit-card CSV.
 
@@ -105,7 +110,7 @@ def fetch_creditcard(fetchers=None) -> str:
     DataError: if no source gives a verified copy; the message lists what was tried.
   """
   directory = cache_dir()
-  cached = os.path.join(directory, CREDITCARD_FILENAME)
+  cached = cached_creditcard_path()
   tried = []
   if os.path.exists(cached):
     try:
