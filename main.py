@@ -259,10 +259,10 @@ def run_mode(config, background) -> None:
 def prepare(config) -> None:
   if not FLAGS.output_dir:
     fail("--mode=prepare needs --output_dir=DIR")
-  from input_pipeline import prepared
+  from input_pipeline import prepare as preparation
   from input_pipeline.errors import DataError
   try:
-    metadata = prepared.prepare(config, FLAGS.output_dir)
+    metadata = preparation.prepare(config, FLAGS.output_dir)
   except DataError as e:
     fail(str(e))
   for name, c in metadata["counts"].items():

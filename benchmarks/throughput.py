@@ -39,9 +39,11 @@ import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from engine import distribute, loop, losses  # noqa: E402
+from engine import state as train_state  # noqa: E402
 from engine.config import Config  # noqa: E402
-from engine.step import make_train_loop  # noqa: E402
+from engine.trainer import Trainer, train_iterator  # noqa: E402
 from input_pipeline import preprocessing, sources  # noqa: E402
+from input_pipeline.data import InMemoryData  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras_recipe  # noqa: E402  (the tutorial's recipe: one definition for every benchmark)
@@ -104,23 +106,20 @@ class EngineContenders:
     self.config = config
     self.timed_steps = timed_steps
     strategy = tf.distribute.get_strategy()
+    data = InMemoryData(splits)
     self.epoch_steps = loop.steps_per_epoch(config, len(splits.y_train))
-    class_weights = losses.class_weights(splits.y_train, config.strategy)
+    bias = losses.initial_bias(data.class_counts(), config.strategy)
 
-    def compiled_loop():
-      model, optimizer, metrics, _ = loop.create_state(config, splits, strategy)
-      train_loop = make_train_loop(model=model, optimizer=optimizer, strategy=strategy,
-                                   metrics=metrics, class_weights=class_weights,
-                                   global_batch_size=config.batch_size, seed=config.seed,
-                                   jit_compile=config.jit_compile)
-      return train_loop, metrics
+    def trainer():
+      state = train_state.create(config, num_features=data.num_features, output_bias=bias,
+                                 strategy=strategy)
+      return Trainer(config, data, state, strategy)
 
     # (2) Training as main.py runs it.
-    self.train_loop, self.train_metrics = compiled_loop()
-    self.train_iter = loop.make_train_iterator(config, splits, strategy)
+    self.trainer = trainer()
 
     # (3) The same stream, consumed by a compiled loop that only touches each batch.
-    pipeline_iter = loop.make_train_iterator(config, splits, strategy)
+    pipeline_iter = train_iterator(data, strategy, config=config)
 
     @tf.function
     def pull(num_steps):
@@ -132,8 +131,8 @@ class EngineContenders:
     self.pull = pull
 
     # (4) The compiled loop on one real batch of the stream, already in memory.
-    self.compute_loop, self.compute_metrics = compiled_loop()
-    self.same_batch = _SameBatch(next(loop.make_train_iterator(config, splits, strategy)))
+    self.compute = trainer()
+    self.compute._iterator = _SameBatch(next(train_iterator(data, strategy, config=config)))
     self.positives_pulled = 0
     self.examples_pulled = 0
 
@@ -142,8 +141,7 @@ class EngineContenders:
     remaining, seconds = self.timed_steps, 0.0
     while remaining > 0:
       steps = min(remaining, self.epoch_steps)
-      _, dt = loop.train_epoch(self.train_loop, self.train_iter, self.train_metrics, steps=steps,
-                               steps_per_loop=self.config.steps_per_loop)
+      _, dt = self.trainer.train(steps)
       seconds += dt
       remaining -= steps
     return self.timed_steps * self.config.batch_size / seconds
@@ -156,9 +154,8 @@ class EngineContenders:
     self.examples_pulled += self.timed_steps * self.config.batch_size
     return self.timed_steps * self.config.batch_size / dt
 
-  def compute(self) -> float:
-    _, dt = loop.train_epoch(self.compute_loop, self.same_batch, self.compute_metrics,
-                             steps=self.timed_steps, steps_per_loop=self.config.steps_per_loop)
+  def compute_bound(self) -> float:
+    _, dt = self.compute.train(self.timed_steps)
     return self.timed_steps * self.config.batch_size / dt
 
 
@@ -199,7 +196,7 @@ class _Rounds:
 
 
 _METHODS = {"engine_oversample": "train", "input_pipeline": "pipeline",
-            "compute_bound": "compute"}
+            "compute_bound": "compute_bound"}
 
 
 def main():

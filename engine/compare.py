@@ -18,7 +18,7 @@ import os
 
 from engine import loop, run_dir
 from engine.config import STRATEGIES, Config
-from input_pipeline import loading
+from input_pipeline.data import open_data
 
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
@@ -53,15 +53,12 @@ def train_all(config: Config, model_dir: str, *, load_data_fn=None) -> dict:
     for name in os.listdir(model_dir):
       if name.startswith(INITIAL_WEIGHTS):
         os.remove(os.path.join(model_dir, name))
-  shared = None
-  if not config.prepared_dir:
-    loaded = load_data_fn() if load_data_fn else loading.load_splits(config)
-    shared = lambda: loaded  # noqa: E731
+  data = open_data(config, load_data_fn)  # Once: the split does not depend on the strategy.
   results = {}
   for s, c in configs.items():
     logging.info("=== strategy %s (%d of %d) ===", s, len(results) + 1, len(configs))
     results[s] = loop.train_and_evaluate(c, os.path.join(model_dir, s), initial_weights=initial,
-                                         load_data_fn=shared)
+                                         data=data)
     if results[s].get("preempted"):  # SIGTERM: stop here; running again resumes this run.
       return results[s]
   comparison = summarise(results)

@@ -6,30 +6,35 @@ import numpy as np
 
 
 class Scorer:
-  """Fraud probabilities (float64) of a host (single-device) model, in one compiled function.
+  """Logits (float32) of a host (single-device) model, in one compiled function.
 
   The loop scores the 45k validation rows every epoch: compiled, ~1.4 ms a call, against ~6 ms
-  for the eager Keras call. Sigmoid in float64, like the export, so equal logits give
-  bit-equal scores.
+  for the eager Keras call.
   """
 
   def __init__(self, model):
     import tensorflow as tf
-    self._score = tf.function(
-        lambda rows: tf.sigmoid(tf.cast(model(rows, training=False), tf.float64)),
-        autograph=False, reduce_retracing=True)
+    self._logits = tf.function(lambda rows: model(rows, training=False), autograph=False,
+                               reduce_retracing=True)
 
   def __call__(self, x, batch_size: int = 65536) -> np.ndarray:
-    """Probabilities of the rows of `x` (an array or a tensor), `batch_size` rows at a time."""
+    """Logits of the rows of `x` (an array or a tensor), `batch_size` rows at a time."""
     import tensorflow as tf
-    out = [self._score(tf.convert_to_tensor(x[start:start + batch_size], tf.float32)).numpy()
+    out = [self._logits(tf.convert_to_tensor(x[start:start + batch_size], tf.float32)).numpy()
            for start in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0)
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+  """Fraud probabilities (float64) of logits: sigmoid in float64, like the export, so equal
+  logits give bit-equal scores."""
+  import tensorflow as tf
+  return tf.sigmoid(tf.cast(logits, tf.float64)).numpy()
 
 
 def predict_probabilities(model, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
   """Fraud probabilities of a host model, in float64 (see Scorer, to score more than once)."""
-  return Scorer(model)(x, batch_size)
+  return probabilities(Scorer(model)(x, batch_size))
 
 
 def _ranked_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,20 +8,20 @@ import numpy as np
 import tensorflow as tf
 
 
-def class_weights(labels: np.ndarray, strategy: str) -> np.ndarray:
-  """[w_negative, w_positive].
+def class_weights(counts, strategy: str) -> np.ndarray:
+  """[w_negative, w_positive] from the training split's class counts [negatives, positives].
 
   `class_weight`: total / (2 * count), so each class carries half the total weight and the loss
   keeps the scale it would have on balanced data. Otherwise 1 for both.
   """
   if strategy != "class_weight":
     return np.ones(2, np.float32)
-  counts = np.bincount(np.asarray(labels, np.int64), minlength=2).astype(np.float64)
+  counts = np.asarray(counts, np.float64)
   return (counts.sum() / (2.0 * counts)).astype(np.float32)
 
 
-def initial_bias(labels: np.ndarray, strategy: str) -> float:
-  """The output bias the model starts from.
+def initial_bias(counts, strategy: str) -> float:
+  """The output bias the model starts from, given the class counts [negatives, positives].
 
   log(pos / neg) makes the initial prediction the base rate, so the first steps do not spend
   themselves learning that fraud is rare (the tutorial's "careful bias" initialisation). The
@@ -29,8 +29,7 @@ def initial_bias(labels: np.ndarray, strategy: str) -> float:
   """
   if strategy == "oversample":
     return 0.0
-  pos = float(np.sum(labels))
-  neg = float(len(labels) - pos)
+  neg, pos = (float(c) for c in counts)
   return math.log(pos / neg)
 
 

@@ -1,4 +1,4 @@
-"""The compiled inner loops: training steps and evaluation passes. Maths and metric updates only.
+"""The compiled inner loop: training steps. Maths and metric updates only.
 
 The Python outer loop (engine/loop.py) owns everything else. Many steps run per call
 (`for _ in tf.range(num_steps)`), with the count passed as a tensor so nothing retraces.
@@ -49,25 +49,3 @@ def make_train_loop(*, model, optimizer, strategy, metrics, class_weights, globa
 
   return train_loop
 
-
-def make_eval_pass(*, model, strategy, metrics):
-  """Returns `eval_pass(dataset)`: one pass over a distributed (x, y, mask) dataset.
-
-  Validation loss is unweighted, as Keras reports it: class weights shape training only.
-  """
-
-  @tf.autograph.experimental.do_not_convert
-  def replica_step(batch):
-    x, y, mask = batch
-    logits = model(x, training=False)
-    metrics.update(y, tf.sigmoid(logits), losses.per_example_loss(y, logits), mask)
-
-  @tf.function
-  def eval_pass(dataset):
-    # Over an iterator, not the dataset: `for batch in dataset` becomes `dataset.reduce`, which
-    # runs the model and metric updates as a tf.data function, ~10x slower here (250 ms against
-    # 20 ms for the 45k validation rows, every epoch). Over an iterator it is a while loop.
-    for batch in iter(dataset):
-      strategy.run(replica_step, args=(batch,))
-
-  return eval_pass

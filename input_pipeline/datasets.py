@@ -56,6 +56,49 @@ def _gather_rows(x: tf.Tensor, y: tf.Tensor):
   return gather
 
 
+def balanced_mix(class_chunks, *, batch_size: int, chunk: int, seed: int,
+                 pipeline_id: int = 0) -> tf.data.Dataset:
+  """Batches of single-class chunks, each positive with probability 1/2: the `oversample` mix.
+
+  The one place both streams (in memory, and from prepared shards) balance their classes.
+
+  Args:
+    class_chunks: `class_chunks(label, chunk)` returns the infinite dataset of chunks of
+      `chunk` rows of that class (row indices, or (features, labels) tensors).
+    batch_size: rows per batch; the chunk size is cut to divide it.
+    chunk: rows per single-class chunk that `sample_from_datasets` mixes.
+    seed: the run seed.
+    pipeline_id: this input pipeline's index; each pipeline draws its own sequence.
+
+  Returns:
+    Batches of `batch_size // chunk` chunks (drop_remainder), not yet prefetched.
+  """
+  chunk = math.gcd(chunk, batch_size)
+  pos, neg = class_chunks(1, chunk), class_chunks(0, chunk)
+  # Weights are normalised already: half the chunks, so half the rows, are positive.
+  mixed = tf.data.Dataset.sample_from_datasets([pos, neg], weights=[0.5, 0.5],
+                                               seed=seed * 7919 + pipeline_id)
+  return mixed.batch(batch_size // chunk, drop_remainder=True)
+
+
+def finish(ds: tf.data.Dataset, *, skip: int, map_fn=None) -> tf.data.Dataset:
+  """The common tail of every training stream: skip to the resume point, map, prefetch.
+
+  tf.data's default `map_parallelization` rewrite makes every map parallel, including the
+  per-draw map inside `sample_from_datasets` and the per-pass shuffle: each draw then hops
+  threads, which costs more than the draw itself. Off, the stream ran 2-5x faster on 2 cores
+  (benchmarks/throughput.py); the maps worth parallelising (the gather of rows, the decode of
+  records) ask for it themselves.
+  """
+  if skip:
+    ds = ds.skip(skip)
+  if map_fn is not None:
+    ds = ds.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  options = tf.data.Options()
+  options.experimental_optimization.map_parallelization = False
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
 def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: int, chunk: int,
                   seed: int, pipeline_id: int = 0, num_pipelines: int = 1,
                   skip: int = 0) -> tf.data.Dataset:
@@ -82,49 +125,9 @@ def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: in
   gather = _gather_rows(tf.constant(x, tf.float32), tf.constant(y, tf.int32))
   stream = 2 * pipeline_id
   if strategy == "oversample":
-    chunk = math.gcd(chunk, batch_size)
-    pos = index_chunks(rows[labels == 1], chunk=chunk, seed=seed, stream=stream + 1)
-    neg = index_chunks(rows[labels == 0], chunk=chunk, seed=seed, stream=stream)
-    # Weights are normalised already: half the chunks, so half the rows, are positive.
-    mixed = tf.data.Dataset.sample_from_datasets([pos, neg], weights=[0.5, 0.5],
-                                                 seed=seed * 7919 + pipeline_id)
-    ds = mixed.batch(batch_size // chunk, drop_remainder=True)
+    ds = balanced_mix(
+        lambda cls, c: index_chunks(rows[labels == cls], chunk=c, seed=seed, stream=stream + cls),
+        batch_size=batch_size, chunk=chunk, seed=seed, pipeline_id=pipeline_id)
   else:
     ds = index_chunks(rows, chunk=batch_size, seed=seed, stream=stream)
-  if skip:
-    ds = ds.skip(skip)
-  ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.prefetch(tf.data.AUTOTUNE)
-  # tf.data's default `map_parallelization` rewrite makes every map parallel, including the
-  # per-draw map inside `sample_from_datasets` and the per-pass shuffle: each draw then hops
-  # threads, which costs more than the draw itself. Off, the stream ran 2-5x faster on 2 cores
-  # (benchmarks/throughput.py); the one map worth parallelising, the gather, asks for it above.
-  options = tf.data.Options()
-  options.experimental_optimization.map_parallelization = False
-  return ds.with_options(options)
-
-
-def pad_for_eval(x: np.ndarray, y: np.ndarray, multiple: int):
-  """Pads to a multiple of `multiple` rows; returns (x, y, mask) with mask 0 on padding.
-
-  Static shapes everywhere (TPU needs them; elsewhere they avoid a retrace for a short last
-  batch); the mask keeps padding out of every metric.
-  """
-  n = len(y)
-  total = max(multiple, -(-n // multiple) * multiple)
-  pad = total - n
-  xp = np.concatenate([x, np.zeros((pad, x.shape[1]), np.float32)]).astype(np.float32)
-  yp = np.concatenate([y, np.zeros(pad, y.dtype)]).astype(np.int32)
-  mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-  return xp, yp, mask
-
-
-def eval_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, global_batch_size: int,
-                 pipeline_id: int = 0, num_pipelines: int = 1) -> tf.data.Dataset:
-  """A finite, cached dataset of (features, labels, mask) batches for evaluation."""
-  xp, yp, mask = pad_for_eval(x, y, global_batch_size)
-  ds = tf.data.Dataset.from_tensor_slices((xp, yp, mask))
-  ds = ds.batch(batch_size, drop_remainder=True)
-  if num_pipelines > 1:
-    ds = ds.shard(num_pipelines, pipeline_id)
-  return ds.cache().prefetch(tf.data.AUTOTUNE)
+  return finish(ds, skip=skip, map_fn=gather)

@@ -93,23 +93,6 @@ def test_pipelines_shard_rows():
   assert len(seen[0] | seen[1]) == 1000
 
 
-@pytest.mark.parametrize("n,multiple,total", [(10, 4, 12), (12, 4, 12), (1, 8, 8), (13, 13, 13)])
-def test_pad_for_eval(n, multiple, total):
-  x = np.ones((n, 3), np.float32)
-  y = np.ones(n, np.int64)
-  xp, yp, mask = datasets.pad_for_eval(x, y, multiple)
-  assert xp.shape == (total, 3) and yp.shape == (total,) and mask.sum() == n
-  assert np.all(mask[:n] == 1) and np.all(mask[n:] == 0)
-
-
-def test_eval_dataset_static_shapes_and_every_row_once():
-  x, y = _data(rows=1000)
-  ds = datasets.eval_dataset(x, y, batch_size=300, global_batch_size=300)
-  assert ds.element_spec[0].shape == (300, 4)
-  rows = np.concatenate([b[0][:, 0][b[2] > 0] for b in _take(ds, 100)])
-  assert sorted(rows.astype(int).tolist()) == list(range(1000))
-
-
 def test_train_batches_have_static_shapes():
   x, y = _data()
   for strategy in ("baseline", "oversample"):

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from conftest import read_json, run_main, small_frame
 from engine.config import Config
-from input_pipeline import prepared, preprocessing
+from input_pipeline import prepare, prepared, preprocessing
 from input_pipeline.errors import DataError
 
 
@@ -25,7 +25,7 @@ def prepared_dir(tmp_path):
   csv = tmp_path / "data.csv"
   frame.to_csv(csv, index=False)
   out = tmp_path / "prepared"
-  prepared.prepare(_config(csv), str(out))
+  prepare.prepare(_config(csv), str(out))
   return frame, csv, str(out)
 
 
@@ -41,20 +41,20 @@ def _decode(directory: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def test_split_is_a_pure_function_of_row_seed_and_fractions():
   rows = np.arange(200_000)
   kw = dict(validation_fraction=0.16, test_fraction=0.2)
-  split = prepared.assign_splits(rows, seed=0, **kw)
+  split = prepare.assign_splits(rows, seed=0, **kw)
   # Any chunking gives the same split: each row's split depends on its number only.
-  chunked = np.concatenate([prepared.assign_splits(rows[i:i + 777], seed=0, **kw)
+  chunked = np.concatenate([prepare.assign_splits(rows[i:i + 777], seed=0, **kw)
                             for i in range(0, len(rows), 777)])
   np.testing.assert_array_equal(split, chunked)
   shares = np.bincount(split, minlength=3) / len(rows)
   np.testing.assert_allclose(shares, [0.64, 0.16, 0.20], atol=0.005)
-  assert (prepared.assign_splits(rows, seed=1, **kw) != split).mean() > 0.3
+  assert (prepare.assign_splits(rows, seed=1, **kw) != split).mean() > 0.3
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 1000, 5000])
 def test_running_moments_equal_numpy(chunk):
   x = np.random.default_rng(0).normal(1e4, 3.0, size=(3000, 4))  # large mean: cancellation-prone
-  m = prepared.RunningMoments()
+  m = prepare.RunningMoments()
   for i in range(0, len(x), chunk):
     m.update(x[i:i + chunk])
   assert m.count == 3000
@@ -97,7 +97,7 @@ def test_prepared_features_equal_the_in_memory_preprocessing(prepared_dir):
   features, labels = preprocessing.validate_features(frame, "Class", False)
   pre = preprocessing.unfitted_preprocessor(list(features.columns), Config())
   cleaned = pre.clean(features).to_numpy()
-  split = prepared.assign_splits(np.arange(len(frame)), seed=0, validation_fraction=0.16,
+  split = prepare.assign_splits(np.arange(len(frame)), seed=0, validation_fraction=0.16,
                                  test_fraction=0.2)
   np.testing.assert_allclose(meta["preprocessing"]["mean"], cleaned[split == 0].mean(axis=0),
                              rtol=1e-9, atol=1e-12)
@@ -130,7 +130,7 @@ def test_prepared_features_equal_the_in_memory_preprocessing(prepared_dir):
 def test_chunk_size_does_not_change_the_result(prepared_dir, tmp_path):
   _, csv, out = prepared_dir
   other = tmp_path / "other"
-  prepared.prepare(_config(csv, prepare_chunk_rows=3000), str(other))
+  prepare.prepare(_config(csv, prepare_chunk_rows=3000), str(other))
   a = read_json(os.path.join(out, prepared.METADATA_FILE))
   b = read_json(other / prepared.METADATA_FILE)
   assert a["counts"] == b["counts"] and a["shard_counts"] == b["shard_counts"]
@@ -140,15 +140,15 @@ def test_chunk_size_does_not_change_the_result(prepared_dir, tmp_path):
 def test_prepare_refuses_to_overwrite_and_bad_input(prepared_dir, tmp_path):
   _, csv, out = prepared_dir
   with pytest.raises(DataError, match="already holds a prepared set; pass --fresh"):
-    prepared.prepare(_config(csv), out)
+    prepare.prepare(_config(csv), out)
   bad = tmp_path / "bad.csv"
   bad.write_text("a,Class\n1,0\nx,1\n")
   with pytest.raises(DataError, match="feature column 'a' is not numeric"):
-    prepared.prepare(_config(bad), str(tmp_path / "p2"))
+    prepare.prepare(_config(bad), str(tmp_path / "p2"))
   one_class = tmp_path / "one.csv"
   small_frame(rows=200, positives=0).to_csv(one_class, index=False)
   with pytest.raises(DataError, match="has no rows of class 1"):
-    prepared.prepare(_config(one_class), str(tmp_path / "p3"))
+    prepare.prepare(_config(one_class), str(tmp_path / "p3"))
   assert not os.path.exists(tmp_path / "p3" / prepared.METADATA_FILE)
   with pytest.raises(DataError, match="holds no metadata.json"):
     prepared.PreparedData.open(str(tmp_path / "p3"))
@@ -223,16 +223,15 @@ def test_input_pipelines_read_disjoint_shards(prepared_dir):
                        num_pipelines=5)
 
 
-def test_eval_stream_is_padded_masked_and_complete(prepared_dir):
+def test_predictions_score_every_row_of_a_split_once(prepared_dir):
   _, _, out = prepared_dir
   data = prepared.PreparedData.open(out)
   n = data.counts()["validation"]["rows"]
-  ds = data.eval_dataset("validation", batch_size=128, global_batch_size=256)
-  assert [s.shape.as_list() for s in ds.element_spec] == [[128, 29], [128], [128]]
-  masks = np.concatenate([m.numpy() for _, _, m in ds])
-  assert masks.sum() == n and len(masks) % 256 == 0 and len(masks) - n < 256
-  y, p = data.predict(lambda x, training: tf.reduce_sum(x, axis=1), "validation", batch_size=100)
-  assert len(y) == len(p) == n and y.sum() == data.counts()["validation"]["positives"]
+  y, logits = data.predictions("validation", lambda x: tf.reduce_sum(x, axis=1).numpy())
+  assert len(y) == len(logits) == n and y.sum() == data.counts()["validation"]["positives"]
+  x, y_files = _decode(out, data.metadata["files"]["validation"])
+  np.testing.assert_allclose(np.sort(logits), np.sort(x.sum(axis=1)), atol=1e-4)
+  assert y.sum() == y_files.sum()
 
 
 def test_prepare_then_train_from_shards(tmp_path):

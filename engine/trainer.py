@@ -1,0 +1,126 @@
+"""The runner of one model: `train(num_steps)` and `evaluate(split)`, in the spirit of orbit.
+
+The `Trainer` owns the compiled training loop over the distributed input stream, and the
+evaluation of a split: one scoring pass (a host copy of the weights, one compiled function)
+whose logits feed both the streaming Keras metrics and the exact ones. The outer loop
+(engine/loop.py) decides when to train, evaluate, checkpoint and stop.
+"""
+
+from __future__ import annotations
+
+import time
+
+import tensorflow as tf
+
+from engine import evaluation, losses, progress
+from engine.metrics import Metrics
+from engine.model import build_model
+from engine.step import make_train_loop
+
+
+def train_iterator(data, strategy: tf.distribute.Strategy, *, config, start_step: int = 0):
+  """The distributed iterator over `data`'s training stream, resumed at `start_step`.
+
+  Each input pipeline makes its own stream (its share of the rows, its own draws) for its
+  replicas' batch, and skips what the replicas consumed before `start_step`.
+  """
+  num_replicas = strategy.num_replicas_in_sync
+
+  def train_fn(ctx: tf.distribute.InputContext):
+    return data.train_dataset(
+        strategy=config.strategy, batch_size=ctx.get_per_replica_batch_size(config.batch_size),
+        chunk=config.oversample_chunk, seed=config.seed, pipeline_id=ctx.input_pipeline_id,
+        num_pipelines=ctx.num_input_pipelines,
+        skip=start_step * num_replicas // ctx.num_input_pipelines)
+
+  return iter(strategy.distribute_datasets_from_function(train_fn))
+
+
+class Trainer:
+  """Trains `state.model` on `data` under `strategy`, and evaluates it on a split.
+
+  Args:
+    config: the run's config.
+    data: an `input_pipeline.data.Data`.
+    state: the `engine.state.TrainState`; training resumes at its step.
+    strategy: the tf.distribute strategy the state was created under.
+  """
+
+  def __init__(self, config, data, state, strategy: tf.distribute.Strategy):
+    self.config, self.data, self.state = config, data, state
+    counts = data.class_counts()
+    self.class_weights = losses.class_weights(counts, config.strategy)
+    with strategy.scope():
+      self.train_metrics = Metrics()
+    self._iterator = train_iterator(data, strategy, config=config, start_step=state.step)
+    self._loop = make_train_loop(
+        model=state.model, optimizer=state.optimizer, strategy=strategy,
+        metrics=self.train_metrics, class_weights=self.class_weights,
+        global_batch_size=config.batch_size, seed=config.seed, jit_compile=config.jit_compile)
+    # Evaluation runs on a single-device copy of the weights, whatever the strategy.
+    self.host = build_model(config, num_features=data.num_features, output_bias=0.0)
+    self._scorer = evaluation.Scorer(self.host)
+    self.eval_metrics = Metrics()
+
+  def train(self, num_steps: int, *, stop=None, epoch: int = 0) -> tuple[dict[str, float], float]:
+    """Runs `num_steps` steps, `steps_per_loop` per compiled call.
+
+    Args:
+      num_steps: training steps to run.
+      stop: optional callable; when it returns True, no further call is started.
+      epoch: the epoch's number, for the progress bar.
+
+    Returns:
+      (the streaming training metrics of these steps, seconds they took).
+    """
+    bar = progress.EpochBar(epoch=epoch, total_steps=num_steps,
+                            steps_per_call=self.config.steps_per_loop)
+    return run_steps(self._loop, self._iterator, self.train_metrics, steps=num_steps,
+                     steps_per_loop=self.config.steps_per_loop, stop_requested=stop, bar=bar)
+
+  def evaluate(self, split: str, *, exact: bool = False):
+    """Scores `split` once with the current weights.
+
+    Returns:
+      (metrics, labels, probabilities): the streaming metrics of the split's logits, under
+      their usual names, plus `auc_exact` and `prc_exact` over all predictions; with `exact`,
+      the exact metrics (engine/evaluation.py) under the usual names instead, and the
+      streaming ROC-AUC and PR-AUC as `auc_streaming` and `prc_streaming`.
+    """
+    self.host.set_weights(self.state.model.get_weights())
+    labels, logits = self.data.predictions(split, self._scorer)
+    streaming = self.eval_metrics.evaluate(labels, logits)
+    probabilities = evaluation.probabilities(logits)
+    if exact:
+      out = evaluation.exact_metrics(labels, probabilities)
+      out.update(auc_streaming=streaming["auc"], prc_streaming=streaming["prc"])
+    else:
+      out = dict(streaming)
+      auc, prc = evaluation.roc_auc_and_average_precision(
+          labels, evaluation.clip_probabilities(probabilities))
+      out.update(auc_exact=auc, prc_exact=prc)
+    return out, labels, probabilities
+
+
+def run_steps(train_loop, iterator, metrics: Metrics, *, steps: int, steps_per_loop: int,
+              stop_requested=None, bar: progress.EpochBar | None = None,
+              ) -> tuple[dict[str, float], float]:
+  """Runs `steps` training steps of `train_loop`, `steps_per_loop` per compiled call.
+
+  Returns:
+    (the metrics of these steps, seconds they took, including the wait for the last step).
+  """
+  metrics.reset()
+  t0 = time.perf_counter()
+  remaining = steps
+  while remaining > 0 and not (stop_requested and stop_requested()):
+    n = min(remaining, steps_per_loop)
+    train_loop(iterator, tf.constant(n, tf.int32))
+    remaining -= n
+    if bar:
+      bar.update(n)
+  if bar:
+    bar.close()
+  result = metrics.result()  # Reading a result waits for the steps to finish.
+  return result, time.perf_counter() - t0
+

@@ -1,0 +1,115 @@
+"""One interface for the data a run trains on, whether it is held in memory or streamed from disk.
+
+The engine sees only `Data`: the fitted preprocessing, the split counts, an infinite training
+stream per input pipeline, and the (labels, logits) of a whole split for evaluation. Two
+implementations: `InMemoryData` (splits of a CSV read into memory, below) and
+`prepared.PreparedData` (TFRecord shards written by `--mode=prepare`, streamed).
+`open_data(config)` picks the one the config names.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from typing import Callable
+
+import numpy as np
+
+from input_pipeline.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+
+# scorer(features [n, F]) -> logits [n] float32: the model, one batch at a time.
+Scorer = Callable[[object], np.ndarray]
+
+
+class Data(abc.ABC):
+  """The data of a run: what the engine needs of it, and nothing about where it lives."""
+
+  preprocessor: object   # input_pipeline.preprocessing.Preprocessor
+  num_features: int
+  description: str       # one line: where the rows come from
+
+  @abc.abstractmethod
+  def counts(self) -> dict[str, dict[str, int]]:
+    """{split: {"rows": n, "positives": k}} for train, validation and test."""
+
+  def class_counts(self) -> np.ndarray:
+    """[negatives, positives] of the training split: all the class statistics need."""
+    c = self.counts()["train"]
+    return np.array([c["rows"] - c["positives"], c["positives"]], np.int64)
+
+  @abc.abstractmethod
+  def train_dataset(self, *, strategy: str, batch_size: int, chunk: int, seed: int,
+                    pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0):
+    """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
+
+    `batch_size` is this pipeline's batch; `skip` elements are skipped, so a resumed run
+    continues the exact stream it stopped in (the stream is a pure function of the seed).
+    """
+
+  @abc.abstractmethod
+  def predictions(self, split: str, scorer: Scorer) -> tuple[np.ndarray, np.ndarray]:
+    """(labels int64 [n], logits float32 [n]) of every row of `split`, scored by `scorer`."""
+
+
+class InMemoryData(Data):
+  """Splits held in memory as arrays (`preprocessing.Splits`)."""
+
+  def __init__(self, splits, description: str = "in memory"):
+    self.splits = splits
+    self.preprocessor = splits.preprocessor
+    self.num_features = splits.num_features
+    self.description = description
+    self._arrays = {"train": (splits.x_train, splits.y_train),
+                    "validation": (splits.x_val, splits.y_val),
+                    "test": (splits.x_test, splits.y_test)}
+    self._tensors = {}
+
+  def counts(self) -> dict[str, dict[str, int]]:
+    return self.splits.counts()
+
+  def train_dataset(self, *, strategy, batch_size, chunk, seed, pipeline_id=0, num_pipelines=1,
+                    skip=0):
+    from input_pipeline import datasets
+    x, y = self._arrays["train"]
+    return datasets.train_dataset(x, y, strategy=strategy, batch_size=batch_size, chunk=chunk,
+                                  seed=seed, pipeline_id=pipeline_id, num_pipelines=num_pipelines,
+                                  skip=skip)
+
+  def predictions(self, split, scorer):
+    import tensorflow as tf
+    x, y = self._arrays[split]
+    # Made once: validation is scored every epoch, and converting 45k rows costs ~1 ms a time.
+    if split not in self._tensors:
+      self._tensors[split] = tf.constant(x, tf.float32)
+    return np.asarray(y, np.int64), scorer(self._tensors[split])
+
+
+def open_data(config, preloaded=None) -> Data:
+  """The data the config names: a prepared directory (`--prepared_dir`), or splits in memory.
+
+  Args:
+    config: the run's config.
+    preloaded: optional; returns the in-memory (splits, description) in place of
+      `loading.load_splits(config)`, e.g. `loading.BackgroundLoad(config).result`.
+
+  Raises:
+    DataError: data that cannot be used, or a batch larger than the training split.
+  """
+  if config.prepared_dir:
+    from input_pipeline import prepared
+    data = prepared.PreparedData.open(config.prepared_dir, config.label_column)
+  else:
+    from input_pipeline import loading
+    splits, description = preloaded() if preloaded else loading.load_splits(config)
+    data = InMemoryData(splits, description)
+  logging.info("Data: %s", data.description)
+  for name, c in data.counts().items():
+    logging.info("  %-10s %7d rows, %4d positives (%.3f%%)", name, c["rows"], c["positives"],
+                 100.0 * c["positives"] / max(1, c["rows"]))
+  n_train = data.counts()["train"]["rows"]
+  if config.batch_size > n_train:
+    raise DataError(f"--batch_size={config.batch_size} is larger than the training split "
+                    f"({n_train} rows)")
+  return data

@@ -1,0 +1,342 @@
+"""`--mode=prepare`: a CSV larger than memory, written once into TFRecord shards for streaming.
+
+`prepare(config, output_dir)` reads the CSV twice, in chunks of `config.prepare_chunk_rows`
+rows, and never holds the whole file:
+  pass 1: validate and clean each chunk exactly as the in-memory path does
+          (`preprocessing.validate_features`, `Preprocessor.clean`), assign every row to
+          train/validation/test, and accumulate the training rows' mean and variance
+          (Chan et al.'s pairwise merge, in float64, so chunking does not change the result);
+  pass 2: scale with those statistics (`Preprocessor.transform`) and write the rows in blocks
+          (the format is input_pipeline/prepared.py's): the training split into per-class
+          shards, validation and test into shards of their own.
+`metadata.json` is written last, so a directory without it is an interrupted preparation.
+
+The split is a hash of (row number in the file, seed), not a shuffle of the whole file: every
+row lands in test with probability test_fraction and in validation with validation_fraction,
+independently of every other row. Each class is therefore split in those proportions only in
+expectation (on the credit-card set's 492 positives the test split's positive count has a
+standard deviation of ~9 around its expected ~98). The same file, fractions and seed always
+give the same split, whatever the chunk size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from input_pipeline import preprocessing, sources
+from input_pipeline.errors import DataError
+from input_pipeline.prepared import (BLOCK_ROWS, FORMAT_VERSION, METADATA_FILE, SPLITS,
+                                     encode_block)
+
+# ---------------------------------------------------------------------------------------------
+# The split: a hash of the row number.
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+  """A bijective 64-bit mixer (Steele et al.): consecutive inputs give unrelated outputs."""
+  with np.errstate(over="ignore"):
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def assign_splits(rows: np.ndarray, *, seed: int, validation_fraction: float,
+                  test_fraction: float) -> np.ndarray:
+  """Split of each row (0 train, 1 validation, 2 test), from its row number in the file.
+
+  Args:
+    rows: row numbers (0-based, data rows of the file).
+    seed: the run seed; another seed gives another split.
+    validation_fraction: probability that a row goes to validation.
+    test_fraction: probability that a row goes to test.
+
+  Returns:
+    int8 array like `rows`.
+  """
+  keys = np.asarray(rows, np.uint64) ^ _splitmix64(np.full(1, seed, np.uint64))
+  u = (_splitmix64(keys) >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # [0, 1)
+  out = np.zeros(len(keys), np.int8)
+  out[u < test_fraction + validation_fraction] = 1
+  out[u < test_fraction] = 2
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming statistics.
+
+
+@dataclasses.dataclass
+class RunningMoments:
+  """Count, mean and sum of squared deviations, merged chunk by chunk (Chan et al. 1979).
+
+  Merging per-chunk (mean, M2) instead of summing x and x^2 avoids the cancellation of the
+  naive formula; the result equals numpy's mean/std over all rows to float64 rounding.
+  """
+
+  count: int = 0
+  mean: np.ndarray | None = None
+  m2: np.ndarray | None = None
+
+  def update(self, x: np.ndarray) -> None:
+    n = len(x)
+    if n == 0:
+      return
+    mean = x.mean(axis=0)
+    m2 = ((x - mean) ** 2).sum(axis=0)
+    if self.count == 0:
+      self.count, self.mean, self.m2 = n, mean, m2
+      return
+    total = self.count + n
+    delta = mean - self.mean
+    self.mean = self.mean + delta * (n / total)
+    self.m2 = self.m2 + m2 + delta ** 2 * (self.count * n / total)
+    self.count = total
+
+  def std(self) -> np.ndarray:
+    """Population standard deviation (ddof=0), like the in-memory path's `np.std`."""
+    return np.sqrt(self.m2 / self.count)
+
+# ---------------------------------------------------------------------------------------------
+# Preparation.
+
+
+def _shard_name(split: str, index: int, shards: int, cls: int | None = None) -> str:
+  label = f"-class{cls}" if cls is not None else ""
+  return f"{split}{label}-{index:05d}-of-{shards:05d}.tfrecord"
+
+
+def _shard_files(shards: int) -> dict:
+  """Every shard file of a prepared set: {"train": {"0": [...], "1": [...]}, split: [...]}."""
+  return {"train": {str(c): [_shard_name("train", i, shards, c) for i in range(shards)]
+                    for c in (0, 1)},
+          "validation": [_shard_name("validation", i, shards) for i in range(shards)],
+          "test": [_shard_name("test", i, shards) for i in range(shards)]}
+
+
+def _all_files(files: dict) -> list[str]:
+  return files["train"]["0"] + files["train"]["1"] + files["validation"] + files["test"]
+
+
+def _csv_chunks(path: str, chunk_rows: int):
+  """(first row number, frame) for each chunk of the CSV; DataError for an unreadable file."""
+  sources.check_csv_path(path)
+  try:
+    start = 0
+    with pd.read_csv(path, chunksize=chunk_rows) as reader:
+      for frame in reader:
+        if len(frame.columns) < 2:
+          raise DataError(f"{path} has {len(frame.columns)} column(s); need a label and at "
+                          "least one feature")
+        yield start, frame
+        start += len(frame)
+    if start == 0:
+      raise DataError(f"{path} has a header but no data rows")
+  except pd.errors.EmptyDataError:
+    raise DataError(f"{path} is empty") from None
+  except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as e:
+    if isinstance(e, DataError):
+      raise
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise DataError(f"{path} is not a readable CSV file: {first}") from None
+
+
+def _clean_chunk(frame: pd.DataFrame, start: int, config, pre):
+  """(row numbers, cleaned float64 features, labels) of one chunk, validated."""
+  frame = frame.set_axis(np.arange(start, start + len(frame)), axis=0)
+  features, labels = preprocessing.validate_features(
+      frame, config.label_column, config.drop_invalid_rows, require_both_classes=False)
+  if pre is None:
+    pre = preprocessing.unfitted_preprocessor(list(map(str, features.columns)), config)
+  rows = features.index.to_numpy()
+  return rows, pre.clean(features).to_numpy(), labels, pre
+
+
+class _ShardWriter:
+  """A TFRecord file of blocks of `block_rows` rows: rows wait until they fill a block, so only
+  the file's last block is short."""
+
+  def __init__(self, path: str, block_rows: int):
+    self._writer = tf.io.TFRecordWriter(path)
+    self._block = block_rows
+    self._x, self._y, self._pending = [], [], 0
+    self.rows = 0
+
+  def add(self, x: np.ndarray, y: np.ndarray) -> None:
+    self._x.append(x)
+    self._y.append(y)
+    self._pending += len(y)
+    self.rows += len(y)
+    if self._pending >= self._block:
+      self._write(final=False)
+
+  def _write(self, final: bool) -> None:
+    x, y = np.concatenate(self._x), np.concatenate(self._y)
+    end = len(y) if final else len(y) // self._block * self._block
+    for i in range(0, end, self._block):
+      self._writer.write(encode_block(x[i:i + self._block], y[i:i + self._block]))
+    self._x, self._y, self._pending = [x[end:]], [y[end:]], len(y) - end
+
+  def close(self) -> None:
+    if self._pending:
+      self._write(final=True)
+    self._writer.close()
+
+
+def check_output_dir(output_dir: str, fresh: bool) -> None:
+  """Refuses an output directory prepare must not write to, before anything is read or written.
+
+  Allowed: a directory that does not exist, an empty one, or (with `fresh`) one that holds a
+  prepared set, whose own files `--fresh` then replaces. Never a directory of other files: a
+  mistyped `--output_dir=.` must not touch the user's work.
+  """
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise DataError(f"--output_dir={output_dir} is a file, not a directory")
+  if not os.path.isdir(output_dir) or not os.listdir(output_dir):
+    return
+  if not os.path.exists(os.path.join(output_dir, METADATA_FILE)):
+    raise DataError(f"--output_dir={output_dir} is not empty and holds no prepared set; "
+                    "choose an empty or new directory")
+  if not fresh:
+    raise DataError(f"--output_dir={output_dir} already holds a prepared set; pass --fresh to "
+                    "replace it")
+
+
+def remove_prepared(output_dir: str) -> None:
+  """Removes the files a previous `prepare` wrote there (its metadata and shards), no others."""
+  try:
+    with open(os.path.join(output_dir, METADATA_FILE)) as f:
+      files = _all_files(json.load(f)["files"])
+  except (OSError, ValueError, KeyError):
+    files = []
+  # Metadata first: a set interrupted from here on reads as unprepared, never as complete.
+  for name in [METADATA_FILE] + files:
+    path = os.path.join(output_dir, name)
+    if os.path.isfile(path):
+      os.remove(path)
+
+
+def _statistics_pass(path: str, config, split_kw: dict):
+  """Pass 1: (the fitted preprocessor, training-row count, counts [split, class], columns)."""
+  t0 = time.perf_counter()
+  pre, moments = None, RunningMoments()
+  counts = np.zeros((3, 2), np.int64)  # [split, class]
+  columns = None
+  for start, frame in _csv_chunks(path, config.prepare_chunk_rows):
+    columns = columns or list(map(str, frame.columns))
+    rows, cleaned, labels, pre = _clean_chunk(frame, start, config, pre)
+    split = assign_splits(rows, **split_kw)
+    moments.update(cleaned[split == 0])
+    np.add.at(counts, (split, labels), 1)
+  logging.info("Prepare pass 1 (statistics): %d rows in %.1f s", int(counts.sum()),
+               time.perf_counter() - t0)
+  for s, name in enumerate(SPLITS):
+    for cls in (0, 1):
+      if counts[s, cls] == 0:
+        raise DataError(f"the {name} split has no rows of class {cls} ({int(counts[:, cls].sum())}"
+                        f" in the file); need both classes in every split")
+  scale = moments.std()
+  scale[scale == 0] = 1.0  # A constant column would divide by zero: centred but unscaled.
+  pre.mean, pre.scale = moments.mean.tolist(), scale.tolist()
+  return pre, moments.count, counts, columns
+
+
+def _write_pass(path: str, config, split_kw: dict, pre, output_dir: str, files: dict) -> dict:
+  """Pass 2: scale and write the shards; returns {file name: rows written}.
+
+  Round-robin shard assignment per (split, class) keeps the shards within one row of each
+  other, so every input pipeline gets its share of positives. Each chunk's rows of a (split,
+  class) are permuted first (seeded by the seed and the chunk's first row), so a block holds rows
+  from across the chunk, not a run of neighbouring rows of the file (a time-ordered file would
+  otherwise give time slices): blocks are fixed from here on.
+  """
+  shards = config.prepare_shards
+  writers = {name: _ShardWriter(os.path.join(output_dir, name), BLOCK_ROWS)
+             for name in _all_files(files)}
+  next_shard = np.zeros((3, 2), np.int64)
+  try:
+    for start, frame in _csv_chunks(path, config.prepare_chunk_rows):
+      rows, cleaned, labels, _ = _clean_chunk(frame, start, config, pre)
+      split = assign_splits(rows, **split_kw)
+      x = pre.transform(cleaned).astype(np.float32)
+      rng = np.random.default_rng([config.seed, start])
+      for s, name in enumerate(SPLITS):
+        for cls in (0, 1):
+          idx = rng.permutation(np.flatnonzero((split == s) & (labels == cls)))
+          shard_of = (next_shard[s, cls] + np.arange(len(idx))) % shards
+          next_shard[s, cls] += len(idx)
+          names = files["train"][str(cls)] if name == "train" else files[name]
+          for shard in range(shards):
+            mine = idx[shard_of == shard]
+            writers[names[shard]].add(x[mine], labels[mine])
+  finally:
+    for w in writers.values():
+      w.close()
+  return {name: w.rows for name, w in writers.items()}
+
+
+def prepare(config, output_dir: str) -> dict:
+  """Prepares `config.data_path` (or the verified credit-card set) into TFRecord shards.
+
+  Args:
+    config: an engine Config; uses data_path, dataset, label_column, drop_invalid_rows, clip,
+      seed, validation_fraction, test_fraction, prepare_chunk_rows, prepare_shards, fresh.
+    output_dir: the directory to write: new, empty, or (with config.fresh) a prepared set.
+
+  Returns:
+    The metadata written to `output_dir/metadata.json`.
+
+  Raises:
+    DataError: unreadable or invalid data, a split without both classes, or an output_dir
+      that holds a prepared set (without --fresh) or other files.
+  """
+  check_output_dir(output_dir, config.fresh)
+  if config.data_path:
+    path = config.data_path
+  elif config.dataset == "creditcard":
+    path = sources.fetch_creditcard()
+  else:
+    raise DataError("--mode=prepare reads a CSV: pass --data_path (or --dataset=creditcard)")
+  split_kw = dict(seed=config.seed, validation_fraction=config.validation_fraction,
+                  test_fraction=config.test_fraction)
+  pre, train_rows, counts, columns = _statistics_pass(path, config, split_kw)
+  if config.fresh and os.path.isdir(output_dir):
+    remove_prepared(output_dir)
+  os.makedirs(output_dir, exist_ok=True)
+  files = _shard_files(config.prepare_shards)
+  t1 = time.perf_counter()
+  rows = _write_pass(path, config, split_kw, pre, output_dir, files)
+  logging.info("Prepare pass 2 (write): %.1f s", time.perf_counter() - t1)
+  metadata = {
+      "format_version": FORMAT_VERSION,
+      "source": os.path.abspath(path),
+      "columns": columns,
+      "label_column": config.label_column,
+      "feature_names": pre.feature_names,
+      "num_features": len(pre.feature_names),
+      "preprocessing": dataclasses.asdict(pre),
+      "statistics": {"train_rows": train_rows, "mean": pre.mean, "scale": pre.scale},
+      "counts": {name: {"rows": int(counts[s].sum()), "positives": int(counts[s, 1])}
+                 for s, name in enumerate(SPLITS)},
+      "split": {"method": "hash of (row number, seed)", **split_kw},
+      "record": {"rows": f"up to {BLOCK_ROWS} (the last block of a shard may be shorter)",
+                 "x": f"bytes: float32 little-endian [rows, {len(pre.feature_names)}], row-major",
+                 "y": "bytes: uint8 [rows], 0/1"},
+      "block_rows": BLOCK_ROWS,
+      "shards": config.prepare_shards, "files": files,
+      "shard_counts": {"train": {c: [rows[n] for n in files["train"][c]] for c in ("0", "1")},
+                       **{s: [rows[n] for n in files[s]] for s in ("validation", "test")}},
+  }
+  tmp = os.path.join(output_dir, "." + METADATA_FILE + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump(metadata, f, indent=2)
+  os.replace(tmp, os.path.join(output_dir, METADATA_FILE))
+  return metadata

@@ -1,0 +1,65 @@
+"""The trainer, driven in-process on a tiny in-memory `Data`: no subprocess, no model directory."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn import metrics as skm
+
+from engine import evaluation, losses
+from engine import state as train_state
+from engine.config import Config
+from engine.trainer import Trainer
+from input_pipeline import preprocessing
+from input_pipeline.data import InMemoryData
+from tests.conftest import small_frame
+
+
+def _trainer(strategy_name="baseline", **overrides):
+  config = Config(strategy=strategy_name, batch_size=128, learning_rate=1e-2, dropout=0.0,
+                  steps_per_loop=10, **overrides)
+  data = InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
+  strategy = tf.distribute.get_strategy()
+  state = train_state.create(
+      config, num_features=data.num_features, strategy=strategy,
+      output_bias=losses.initial_bias(data.class_counts(), config.strategy))
+  return Trainer(config, data, state, strategy), data, state
+
+
+@pytest.mark.parametrize("strategy_name", ["baseline", "class_weight", "oversample"])
+def test_train_runs_the_steps_and_the_loss_falls(strategy_name):
+  trainer, _, state = _trainer(strategy_name)
+  first, seconds = trainer.train(5)
+  assert state.step == 5 and seconds > 0
+  trainer.train(200)
+  last, _ = trainer.train(5)
+  assert state.step == 210
+  assert last["loss"] < first["loss"] / 2
+  # The metrics count the examples of the last call's steps only.
+  assert last["tp"] + last["fp"] + last["tn"] + last["fn"] == 5 * 128
+
+
+def test_train_stops_between_compiled_calls_when_asked():
+  trainer, _, state = _trainer()
+  calls = []
+  trainer.train(100, stop=lambda: calls.append(1) or len(calls) > 3)
+  assert state.step == 30  # three calls of steps_per_loop=10 ran, the fourth was refused
+
+
+def test_evaluate_scores_a_split_once_for_streaming_and_exact_metrics():
+  trainer, data, state = _trainer()
+  trainer.train(50)
+  streaming, labels, probs = trainer.evaluate("validation")
+  assert len(labels) == len(probs) == data.counts()["validation"]["rows"]
+  assert streaming["tp"] + streaming["fp"] + streaming["tn"] + streaming["fn"] == len(labels)
+  # The exact areas are sklearn's over the same predictions.
+  assert streaming["auc_exact"] == pytest.approx(skm.roc_auc_score(labels, probs), abs=1e-9)
+  assert streaming["prc_exact"] == pytest.approx(skm.average_precision_score(labels, probs),
+                                                 abs=1e-9)
+  # The probabilities are the trained model's own, and the streaming counts follow them.
+  x = data.splits.x_val
+  expected = evaluation.probabilities(state.model(x, training=False).numpy())
+  np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-6)
+  assert streaming["tp"] == int(((probs >= 0.5) & (labels == 1)).sum())
+  exact, _, _ = trainer.evaluate("test", exact=True)
+  assert set(exact) >= {"auc", "prc", "auc_streaming", "prc_streaming", "loss"}
+  assert exact["tp"] + exact["fn"] == data.counts()["test"]["positives"]
