@@ -72,7 +72,8 @@ class RunLock:
   """An exclusive lock on a model directory, so two runs never write to it at once.
 
   `flock` on `<model_dir>/.lock`: the kernel releases it when the holder exits, however it exits
-  (SIGKILL included), so a killed run never leaves a stale lock behind.
+  (SIGKILL included), so a killed run never leaves a stale lock behind. The file itself stays
+  (empty when no run holds it): deleting it would let two runs lock two different files.
   """
 
   NAME = ".lock"
@@ -99,11 +100,11 @@ class RunLock:
     return self
 
   def release(self) -> None:
+    # The file is never deleted: between an unlink and the unlock another run could open the
+    # old file and lock it while a third creates and locks a new one, two holders of "the" lock.
+    # Emptied while still held, so a later refusal does not name a finished run.
     if self._fd is not None:
-      try:
-        os.remove(self.path)
-      except OSError:
-        pass
+      os.ftruncate(self._fd, 0)
       fcntl.flock(self._fd, fcntl.LOCK_UN)
       os.close(self._fd)
       self._fd = None

@@ -9,16 +9,57 @@ import pytest
 from engine import run_dir
 from engine.config import Config, ConfigError
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def test_lock_is_exclusive_and_released(tmp_path):
   first = run_dir.RunLock(str(tmp_path)).acquire()
   with pytest.raises(ConfigError, match=r"in use by a running job \(pid \d+"):
     run_dir.RunLock(str(tmp_path)).acquire()
   first.release()
-  assert not os.path.exists(tmp_path / ".lock")
+  # Kept, empty: deleting it on release would let two runs lock two different files.
+  assert (tmp_path / ".lock").read_text() == ""
   with run_dir.RunLock(str(tmp_path)):
     pass
 
+
+_RACER = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from engine import run_dir
+from engine.config import ConfigError
+model_dir, marker, cycles = sys.argv[2], sys.argv[3], int(sys.argv[4])
+held = 0
+while held < cycles:
+  try:
+    lock = run_dir.RunLock(model_dir).acquire()
+  except ConfigError:
+    continue
+  try:
+    # Alone in the critical section, or two runs hold "the" lock.
+    fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+  except FileExistsError:
+    print("two holders at once", flush=True)
+    sys.exit(1)
+  os.close(fd)
+  time.sleep(0.0005)
+  os.remove(marker)
+  lock.release()
+  held += 1
+"""
+
+
+def test_lock_is_never_held_twice_under_contention(tmp_path):
+  model_dir = str(tmp_path / "run")
+  marker = str(tmp_path / "holder")
+  procs = [subprocess.Popen([sys.executable, "-c", _RACER, ROOT, model_dir, marker, "200"],
+                            stdout=subprocess.PIPE, text=True) for _ in range(3)]
+  try:
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  assert [p.returncode for p in procs] == [0, 0, 0], outputs
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
   code = ("import sys, time; sys.path.insert(0, %r); from engine import run_dir; "
