@@ -1,8 +1,11 @@
-"""Graceful stop on SIGTERM: what cloud VMs and schedulers send before they take a machine away.
+"""Graceful stop on SIGTERM (what cloud VMs and schedulers send before they take a machine away)
+and on SIGINT (Ctrl-C): both save the exact step and exit 0, and the same command resumes.
 
 The handler only sets a flag. The outer loop checks it between compiled calls (at most
 `steps_per_loop` steps apart), saves a checkpoint of the exact step and returns; the next start
-resumes there. A second SIGTERM while saving is ignored rather than cutting the save short.
+resumes there. A second signal while saving is ignored rather than cutting the save short.
+An ignored SIGINT stays ignored: a job started in the background of a shell (`cmd &`, nohup)
+must not stop on a Ctrl-C meant for the foreground.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import threading
 
 
 class StopRequest:
-  """Installs a SIGTERM handler for its lifetime (a context manager); `requested` is the flag."""
+  """Installs SIGTERM and SIGINT handlers for its lifetime (a context manager); `requested` is
+  the flag."""
 
-  def __init__(self, signals=(signal.SIGTERM,)):
+  def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
     self._signals = signals
     self._previous = {}
     self._event = threading.Event()
@@ -37,6 +41,8 @@ class StopRequest:
     # worker thread) the default behaviour stays.
     if threading.current_thread() is threading.main_thread():
       for s in self._signals:
+        if s == signal.SIGINT and signal.getsignal(s) == signal.SIG_IGN:
+          continue
         self._previous[s] = signal.signal(s, self._handle)
     return self
 
