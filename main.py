@@ -202,6 +202,15 @@ def main(argv: list[str]) -> None:
     config = config_from_flags()
   except ConfigError as e:
     fail(str(e))
+  if config.data_path:
+    # Every mode reads this file: a missing, empty or unreadable one is reported now, in a
+    # fraction of a second, not after TensorFlow's import and the config dump.
+    from input_pipeline import sources
+    from input_pipeline.errors import DataError
+    try:
+      sources.check_csv_path(config.data_path)
+    except DataError as e:
+      fail(str(e))
   background = None
   if FLAGS.mode == "train":
     from input_pipeline import loading
