@@ -287,6 +287,8 @@ def use_export(config) -> None:
   if not FLAGS.export_dir:
     fail(f"--mode={FLAGS.mode} needs --export_dir (a training run's <model_dir>/export)")
   try:
+    if FLAGS.output:  # Before the export is loaded and the rows scored.
+      predict.check_output(FLAGS.output)
     if FLAGS.mode == "predict":
       predict.predict(config, FLAGS.export_dir, FLAGS.output)
     else:
@@ -299,7 +301,7 @@ def use_export(config) -> None:
       with open(FLAGS.output, "w") as f:
         json.dump(metrics, f, indent=2)
     except OSError as e:
-      fail(f"invalid --output={FLAGS.output}: {e.strerror}")
+      fail(f"invalid --output={FLAGS.output}: {e.strerror or e}")
 
 
 def run() -> None:

@@ -6,6 +6,7 @@ predicting.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,18 @@ def _read(config: Config) -> pd.DataFrame:
   return sources.read_csv(config.data_path)
 
 
+def check_output(output: str) -> None:
+  """Raises ConfigError unless `output` can be written as a file: its directory exists and it
+  is not a directory itself. Run before scoring, so a typo costs no scoring pass."""
+  directory = os.path.dirname(output)
+  if directory and not os.path.exists(directory):
+    raise ConfigError(f"invalid --output={output}: directory {directory} does not exist")
+  if directory and not os.path.isdir(directory):
+    raise ConfigError(f"invalid --output={output}: directory {directory} is not a directory")
+  if os.path.isdir(output):
+    raise ConfigError(f"invalid --output={output}: it is a directory; name a file")
+
+
 def predict(config: Config, export_dir: str, output: str) -> pd.DataFrame:
   """Scores every row of config.data_path with the export; writes and returns the scores.
 
@@ -34,11 +47,12 @@ def predict(config: Config, export_dir: str, output: str) -> pd.DataFrame:
   threshold).
 
   Raises:
-    ConfigError: no --data_path or --output.
+    ConfigError: no --data_path or --output, or an --output that cannot be written.
     DataError: the CSV lacks a feature column or holds unusable values.
   """
   if not output:
     raise ConfigError("invalid --output=None: --mode=predict needs a CSV path for the scores")
+  check_output(output)
   frame = _read(config)
   model = ExportedModel(export_dir)
   probabilities, decisions = model.score(frame)
@@ -50,7 +64,8 @@ def predict(config: Config, export_dir: str, output: str) -> pd.DataFrame:
   try:
     scores.to_csv(output, index=False, float_format="%.10g")
   except OSError as e:
-    raise ConfigError(f"invalid --output={output}: {e.strerror}") from None
+    # pandas raises some OSErrors with a message but no strerror.
+    raise ConfigError(f"invalid --output={output}: {e.strerror or e}") from None
   logging.info("Scored %d rows; %d flagged at threshold %.6g; wrote %s", len(scores),
                int(decisions.sum()), model.threshold, output)
   return scores
