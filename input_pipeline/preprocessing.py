@@ -2,7 +2,7 @@
 
 Steps, in order (all recorded in `Preprocessor`, saved as `preprocessing.json` in the model
 directory, so a trained model can score raw rows later):
-  1. validate the label column and the features (numeric, finite);
+  1. validate the label column and the features (numeric, finite, |x| <= 1e100);
   2. credit-card cleaning, only when those columns are present: drop `Time` (seconds since the
      first transaction: it orders the rows, it does not describe them) and replace `Amount` by
      `log(Amount + 0.001)` (amounts span five orders of magnitude; 0.001 keeps zero amounts finite);
@@ -22,6 +22,9 @@ import pandas as pd
 from input_pipeline.errors import DataError
 
 AMOUNT_EPS = 0.001  # log(Amount + eps): zero amounts exist in the data.
+# Larger finite values are refused like NaN: their squares (about 1e200 and up, summed over the
+# rows) overflow float64 in the scaler's statistics, and the run would train on NaN.
+MAX_ABS_FEATURE = 1e100
 
 
 @dataclasses.dataclass
@@ -135,14 +138,14 @@ def parse_labels(column: pd.Series, name: str) -> np.ndarray:
 
 def validate_features(frame: pd.DataFrame, label_column: str, drop_invalid_rows: bool,
                       require_both_classes: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
-  """Checks features are numeric and finite; returns (features, labels).
+  """Checks features are numeric, finite and within ±MAX_ABS_FEATURE; returns (features, labels).
 
   `require_both_classes=False` is for one chunk of a file read in chunks, which may hold a
   single class; the caller checks the whole file's counts.
 
   Raises:
-    DataError: missing label column, a non-numeric column, non-finite values (unless
-      drop_invalid_rows), bad labels, or a single class.
+    DataError: missing label column, a non-numeric column, non-finite or extreme values
+      (unless drop_invalid_rows), bad labels, or a single class.
   """
   if label_column not in frame.columns:
     shown = ", ".join(map(str, frame.columns[:12])) + (" ..." if len(frame.columns) > 12 else "")
@@ -156,15 +159,29 @@ def validate_features(frame: pd.DataFrame, label_column: str, drop_invalid_rows:
       raise DataError(f"feature column '{col}' is not numeric ({int(bad.sum())} non-numeric "
                       f"value(s), e.g. {str(example)!r})")
   values = features.to_numpy(np.float64)
-  invalid = ~np.isfinite(values).all(axis=1)
+  finite = np.isfinite(values)
+  with np.errstate(invalid="ignore"):
+    extreme = finite & (np.abs(values) > MAX_ABS_FEATURE)
+  invalid = ~finite.all(axis=1) | extreme.any(axis=1)
   if invalid.any():
     n_nan = int(np.isnan(values).sum())
     n_inf = int(np.isinf(values).sum())
+    n_extreme = int(extreme.sum())
     if not drop_invalid_rows:
-      raise DataError(f"{int(invalid.sum())} row(s) have NaN or Inf features ({n_nan} NaN, "
-                      f"{n_inf} Inf values); fix the data or pass --drop_invalid_rows")
-    logging.warning("Dropping %d row(s) with NaN or Inf features (%d NaN, %d Inf values)",
-                    int(invalid.sum()), n_nan, n_inf)
+      if n_nan or n_inf:
+        raise DataError(f"{int((~finite.all(axis=1)).sum())} row(s) have NaN or Inf features "
+                        f"({n_nan} NaN, {n_inf} Inf values); fix the data or pass "
+                        "--drop_invalid_rows")
+      # The first in file order; the index holds the data row (a chunk's rows are numbered
+      # from the file's start).
+      i, j = np.argwhere(extreme)[0]
+      raise DataError(f"feature column '{features.columns[j]}' holds {float(values[i, j])!r} in "
+                      f"data row {frame.index[i]} (0-based): finite, but beyond "
+                      f"±{MAX_ABS_FEATURE:g} it overflows the scaling statistics; fix the data "
+                      "or pass --drop_invalid_rows")
+    logging.warning("Dropping %d row(s) with NaN or Inf features (%d NaN, %d Inf values) or "
+                    "extreme ones (%d finite value(s) beyond ±%g)", int(invalid.sum()), n_nan,
+                    n_inf, n_extreme, MAX_ABS_FEATURE)
     frame = frame[~invalid]
     features = features[~invalid]
   labels = parse_labels(frame[label_column], label_column)
