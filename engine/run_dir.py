@@ -1,6 +1,7 @@
 """The model directory: what a run keeps there, and the checks before anything is written.
 
   config.json          the config of the run that owns the directory
+  data.json            what the data file was (absolute path, size, content fingerprint)
   preprocessing.json   the fitted preprocessing (raw columns in, model features out)
   checkpoints/ best/   see engine/checkpointing.py
   logs/                TensorBoard
@@ -18,15 +19,29 @@ import socket
 import tempfile
 
 from engine.config import Config, ConfigError
+from input_pipeline import sources
 
 CONFIG_FILE = "config.json"
+DATA_FILE = "data.json"
 PREPROCESSING_FILE = "preprocessing.json"
 RESULTS_FILE = "results.json"
-OWNED = (CONFIG_FILE, PREPROCESSING_FILE, RESULTS_FILE, "checkpoints", "best", "logs", "export")
+OWNED = (CONFIG_FILE, DATA_FILE, PREPROCESSING_FILE, RESULTS_FILE, "checkpoints", "best", "logs",
+         "export")
+# input_pipeline/prepared.py's METADATA_FILE; that module imports TensorFlow, this one does not.
+PREPARED_METADATA_FILE = "metadata.json"
 
-# A resumed run must build the same model on the same features with the same strategy; these
-# fields decide that. The rest (epochs, patience, distribution...) may change between runs.
-COMPATIBLE_FIELDS = ("strategy", "hidden_units", "label_column", "dataset")
+# A resumed run must build the same model on the same features with the same strategy, and read
+# the same rows split the same way: another seed, fraction or file would re-split the rows and
+# train on the run's test rows. These fields decide that. The rest (epochs, patience, learning
+# rate, distribution, batch size...) may change between runs.
+# The model's fields are checked before the features, the data's after: a file with other
+# columns is reported as other features, the plainer reason.
+MODEL_FIELDS = ("strategy", "hidden_units", "label_column", "dataset")
+DATA_FIELDS = ("data_path", "prepared_dir", "synthetic_rows", "seed", "validation_fraction",
+               "test_fraction", "clip", "drop_invalid_rows")
+COMPATIBLE_FIELDS = MODEL_FIELDS + DATA_FIELDS
+# Compared as absolute paths: the same file named from another directory is the same file.
+PATH_FIELDS = ("data_path", "prepared_dir")
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -116,30 +131,91 @@ class RunLock:
     self.release()
 
 
+def _abspath(path: str | None) -> str | None:
+  return os.path.abspath(path) if path else None
+
+
+def _data_file(config: Config) -> str | None:
+  """The file whose content decides the rows: the CSV, or the prepared set's metadata (it
+  records the split and the statistics, and names every shard). None for the credit-card set
+  (verified against its sha256 at every start) and synthetic data (fixed by rows and seed)."""
+  if config.prepared_dir:
+    return os.path.join(config.prepared_dir, PREPARED_METADATA_FILE)
+  return config.data_path
+
+
+def data_identity(config: Config) -> dict:
+  """What data.json records: the data's absolute paths and, for a file, its size and
+  `sources.fingerprint`.
+
+  Raises:
+    ConfigError: the data file cannot be read.
+  """
+  identity = {field: _abspath(getattr(config, field)) for field in PATH_FIELDS}
+  path = _data_file(config)
+  if path:
+    try:
+      identity.update(fingerprint=sources.fingerprint(path), size=os.path.getsize(path))
+    except OSError as e:
+      raise ConfigError(f"cannot read {path} to fingerprint it: {e.strerror}") from None
+  return identity
+
+
+def write_data_identity(model_dir: str, config: Config) -> None:
+  """Writes data.json, so a resume can check it reads the same data (see check_compatible)."""
+  write_json(os.path.join(model_dir, DATA_FILE), data_identity(config))
+
+
 def check_compatible(model_dir: str, config: Config, feature_names: list[str]) -> bool:
   """True if model_dir holds a run to resume; raises ConfigError if that run cannot be resumed.
 
-  With `fresh`, an existing run is never a reason to refuse (it will be replaced).
+  A resume must build the same model (strategy, hidden units) on the same features from the
+  same rows split the same way: COMPATIBLE_FIELDS of config.json, and the data file's
+  fingerprint in data.json when the run recorded one. With `fresh`, an existing run is never a
+  reason to refuse (it will be replaced).
   """
   path = os.path.join(model_dir, CONFIG_FILE)
   if not os.path.exists(path) or config.fresh:
     return False
+  data_path = os.path.join(model_dir, DATA_FILE)
   try:
     with open(path) as f:
       old = json.load(f)
     with open(os.path.join(model_dir, PREPROCESSING_FILE)) as f:
       old_features = json.load(f)["feature_names"]
+    old_data = None
+    if os.path.exists(data_path):
+      with open(data_path) as f:
+        old_data = json.load(f)
   except (OSError, ValueError, KeyError) as e:
     raise ConfigError(f"--model_dir={model_dir} holds an unreadable run ({e}); "
                       "pass --fresh to start over") from None
   new = config.to_dict()
-  for field in COMPATIBLE_FIELDS:
-    if old.get(field) != new[field]:
-      raise ConfigError(f"--model_dir={model_dir} holds a run with {field}={old.get(field)!r}, "
-                        f"not {new[field]!r}; use another --model_dir or pass --fresh")
+  for field in PATH_FIELDS:
+    # data.json holds the absolute path; config.json the path as given, from the run's cwd.
+    recorded = old_data.get(field) if old_data and field in old_data else old.get(field)
+    old[field], new[field] = _abspath(recorded), _abspath(new[field])
+
+  def check(fields):
+    for field in fields:
+      if old.get(field) != new[field]:
+        raise ConfigError(f"--model_dir={model_dir} holds a run with {field}="
+                          f"{old.get(field)!r}, not {new[field]!r}; use another --model_dir or "
+                          "pass --fresh")
+
+  check(MODEL_FIELDS)
   if old_features != feature_names:
     raise ConfigError(f"--model_dir={model_dir} holds a run trained on other features "
                       f"({len(old_features)} columns); use another --model_dir or pass --fresh")
+  check(DATA_FIELDS)
+  if old_data and "fingerprint" in old_data:
+    now = data_identity(config)
+    if (now.get("fingerprint"), now.get("size")) != (old_data["fingerprint"], old_data.get("size")):
+      raise ConfigError(
+          f"--model_dir={model_dir} holds a run with fingerprint={old_data['fingerprint'][:16]} "
+          f"({old_data.get('size')} bytes) of {_data_file(config)}, not "
+          f"{str(now.get('fingerprint'))[:16]} ({now.get('size')} bytes): the data changed; "
+          "use another --model_dir or pass --fresh")
   return True
 
 

@@ -90,6 +90,9 @@ def _cases(base, good):
        "holds a run with hidden_units"),
       ("other features in the directory",
        [f"--data_path={_csv(base, 'x.csv', other_features)}"], "other features"),
+      # Another seed re-splits the rows: test rows of the run would be trained on.
+      ("other seed in the directory", [f"--data_path={good}", "--seed=1"],
+       "holds a run with seed=0, not 1; use another --model_dir or pass --fresh"),
   ]
 
 
@@ -99,7 +102,8 @@ CASE_NAMES = [
     "one class", "too few positives", "batch larger than the training split", "zero epochs",
     "negative batch size", "zero patience", "unknown strategy", "unknown distribution",
     "learning rate <= 0", "other strategy in the directory",
-    "other model shape in the directory", "other features in the directory"]
+    "other model shape in the directory", "other features in the directory",
+    "other seed in the directory"]
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
