@@ -28,6 +28,7 @@ from absl import app, flags, logging  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 EXIT_NUMERICAL = 3
+EXIT_WRITE = 4  # A file of the run could not be written: disk full, read-only, quota.
 
 FLAGS = flags.FLAGS
 
@@ -77,15 +78,22 @@ flags.DEFINE_integer("prepare_shards", 16, "--mode=prepare: TFRecord shards per 
                      "(at least the number of workers that will read them).")
 
 # Model and optimisation.
-flags.DEFINE_list("hidden_units", ["16"], "Units of each hidden Dense(relu) layer.")
-flags.DEFINE_float("dropout", 0.5, "Dropout rate after each hidden layer.")
+flags.DEFINE_list("hidden_units", ["64"], "Units of each hidden Dense(relu) layer.")
+flags.DEFINE_float("dropout", 0.2, "Dropout rate after each hidden layer.")
 flags.DEFINE_integer("seed", 0, "Seeds the split, the initial weights, dropout and sampling.")
 flags.DEFINE_integer("epochs", 100, "Maximum number of epochs.")
-flags.DEFINE_integer("batch_size", 2048, "Global batch size (split across replicas).")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_integer("steps_per_epoch", None, "Steps between evaluations. Default: one pass "
-                     "over the training split for baseline/class_weight, 20 for oversample.")
+flags.DEFINE_integer("batch_size", 512, "Global batch size (split across replicas).")
+flags.DEFINE_float("learning_rate", 3e-3, "Adam (AdamW with --weight_decay) learning rate.")
+flags.DEFINE_integer("steps_per_epoch", None, "Steps between evaluations (an epoch is an "
+                     "evaluation interval, not a pass over the data). Default: 50.")
 flags.DEFINE_integer("steps_per_loop", 100, "Training steps per compiled call.")
+flags.DEFINE_float("positive_fraction", 0.05, "The positives' share: of the rows of a training "
+                   "batch (oversample), or of the total loss weight (class_weight; 0.5 is the "
+                   "classic total/(2*count)). Scores are corrected back to the real fraud rate.")
+flags.DEFINE_integer("ensemble", 1, "Members of an ensemble trained side by side in one "
+                     "compiled step (own initial weights, dropout and rows); the model's "
+                     "probability is the mean of theirs.")
+flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay (AdamW) on the kernels; 0: Adam.")
 flags.DEFINE_integer("oversample_chunk", 64, "Rows per single-class chunk mixed by "
                      "sample_from_datasets; must divide the per-replica batch.")
 flags.DEFINE_integer("eval_batch_size", 8192, "Global batch size for evaluation.")
@@ -95,9 +103,9 @@ flags.DEFINE_boolean("deterministic", False, "Seed everything and enable op dete
                      "run (and a resumed run) is reproducible.")
 
 # Early stopping and checkpoints.
-flags.DEFINE_string("monitor", "val_prc", "Validation metric for early stopping and the best "
-                    "checkpoint: val_ + loss, auc, prc, precision, recall, accuracy, tp, fp, tn, "
-                    "fn.")
+flags.DEFINE_string("monitor", "val_prc_exact", "Validation metric for early stopping and the "
+                    "best checkpoint: val_ + prc_exact or auc_exact (over all predictions), or a "
+                    "streaming one: loss, auc, prc, precision, recall, accuracy, tp, fp, tn, fn.")
 flags.DEFINE_integer("patience", 10, "Epochs without improvement before stopping.")
 flags.DEFINE_integer("checkpoints_to_keep", 3, "Latest checkpoints kept.")
 flags.DEFINE_float("checkpoint_interval_seconds", 30.0, "Write the latest checkpoint (and the "
@@ -145,7 +153,9 @@ def config_from_flags():
       # strictest (the chunk must divide the batch).
       strategy="oversample" if FLAGS.strategy == "all" else FLAGS.strategy,
       hidden_units=hidden, dropout=FLAGS.dropout,
-      oversample_chunk=FLAGS.oversample_chunk, seed=FLAGS.seed, epochs=FLAGS.epochs,
+      oversample_chunk=FLAGS.oversample_chunk, positive_fraction=FLAGS.positive_fraction,
+      ensemble=FLAGS.ensemble, weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
+      epochs=FLAGS.epochs,
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       steps_per_epoch=FLAGS.steps_per_epoch, steps_per_loop=FLAGS.steps_per_loop,
       eval_batch_size=FLAGS.eval_batch_size, jit_compile=FLAGS.jit_compile,
@@ -256,6 +266,8 @@ def run_mode(config, background) -> None:
     fail(str(e))
   except engine.NumericalError as e:
     fail(str(e), EXIT_NUMERICAL)
+  except engine.WriteError as e:
+    fail(str(e), EXIT_WRITE)
   if results.get("preempted"):
     logging.info("Checkpoint saved at step %d; the same command resumes.", results["step"])
     return

@@ -49,7 +49,7 @@ sys.path.insert(0, ROOT)
 BARS = {"baseline": {"auc": 0.98, "prc": 0.85},
         "class_weight": {"auc": 0.95, "prc": 0.70, "recall": 0.84},
         "oversample": {"auc": 0.975, "prc": 0.75, "recall": 0.90}}
-KEYS = ("auc", "prc", "recall", "precision", "fp", "fn")
+KEYS = ("auc", "prc", "recall", "precision", "fp", "fn", "loss", "brier")
 # Every contender's figures in the comparison: exact test AP and ROC-AUC, and test recall and
 # precision at the threshold chosen on validation for --target_recall.
 POINT_KEYS = ("ap", "roc_auc", "recall_at_t", "precision_at_t")
@@ -94,10 +94,11 @@ def engine_splits(data_path: str | None, seed: int, **config):
   return preprocessing.prepare(sources.load_frame(config)[0], config)
 
 
-def run_one(strategy: str, seed: int, args, workdir: str) -> dict:
-  model_dir = os.path.join(workdir, f"{strategy}-{seed}")
+def run_one(name: str, flags: list[str], seed: int, args, workdir: str) -> dict:
+  """main.py with `flags` (e.g. --strategy=S) for `seed`, in a fresh process; its results."""
+  model_dir = os.path.join(workdir, f"{name}-{seed}")
   # --target_recall comes after the extra flags so it is the one main.py keeps.
-  cmd = [sys.executable, os.path.join(ROOT, "main.py"), f"--strategy={strategy}",
+  cmd = [sys.executable, os.path.join(ROOT, "main.py"), *flags,
          f"--seed={seed}", f"--model_dir={model_dir}", "--fresh"] + args.extra + [
          f"--target_recall={args.target_recall}"]
   if args.data_path:
@@ -182,9 +183,10 @@ def peers(data_path: str | None, seed: int, target_recall: float) -> dict:
           n_estimators=MAX_ROUNDS, learning_rate=LEARNING_RATE, max_depth=6,
           tree_method="hist", eval_metric="aucpr", early_stopping_rounds=EARLY_STOPPING_ROUNDS,
           n_jobs=os.cpu_count(), random_state=seed), dict(fit, verbose=False)),
-      # metric= replaces the objective's default (logloss), so early stopping watches AP alone.
+      # Depth 6 as XGBoost's (63 leaves: what a depth-6 tree can hold, less one). metric=
+      # replaces the objective's default (logloss), so early stopping watches AP alone.
       "lightgbm": (lightgbm.LGBMClassifier(
-          n_estimators=MAX_ROUNDS, learning_rate=LEARNING_RATE, num_leaves=63,
+          n_estimators=MAX_ROUNDS, learning_rate=LEARNING_RATE, max_depth=6, num_leaves=63,
           metric="average_precision", n_jobs=os.cpu_count(), random_state=seed, verbose=-1),
           dict(fit, callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])),
   }
@@ -235,6 +237,9 @@ def main():
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--strategies", default="baseline,class_weight,oversample",
                  help="comma-separated main.py strategies; empty: no engine runs")
+  p.add_argument("--config", action="append", default=[], metavar="NAME=FLAGS",
+                 help="an engine configuration to run besides the strategies' defaults, e.g. "
+                      "'ensemble8=--strategy=baseline --ensemble=8' (repeatable)")
   p.add_argument("--target_recall", type=float, default=0.85,
                  help="choose each contender's threshold on validation for this recall")
   p.add_argument("--json", default=None, help="write all runs and means here")
@@ -258,21 +263,25 @@ def main():
     p.error(f"--target_recall={args.target_recall} must be in (0, 1]")
   workdir = args.workdir or tempfile.mkdtemp(prefix="quality-")
   seeds = [int(s) for s in args.seeds.split(",")]
-  strategies = [s for s in args.strategies.split(",") if s]
+  # Contenders: each strategy with default flags, then each --config.
+  contenders = {s: [f"--strategy={s}"] for s in args.strategies.split(",") if s}
+  for spec in args.config:
+    name, _, flags = spec.partition("=")
+    contenders[name] = flags.split()
   # Mean comparison figures per contender, in the order they ran: the final table.
   table = {}
   report = {"target_recall": args.target_recall, "seeds": seeds, "strategies": {}, "peers": {}}
-  for strategy in strategies:
+  for strategy, flags in contenders.items():
     runs = []
     for seed in seeds:
-      r = run_one(strategy, seed, args, workdir)
+      r = run_one(strategy, flags, seed, args, workdir)
       t = r["test"]
       print(f"{strategy:<13} seed {seed}: " + " ".join(f"{k} {t[k]:.4f}" for k in KEYS) +
             f" | epochs {r['epochs_run']} best {r['best_epoch']} | train {r['train_seconds']:.1f}s"
             f" wall {r['wall_seconds']:.1f}s", flush=True)
       print(f"{'':<13} seed {seed}: {fmt_point(r['point'])}", flush=True)
       runs.append(r)
-      if args.keras:
+      if args.keras and strategy in BARS:
         k = run_worker("keras", f"{strategy}:{seed}", args)
         r["keras_recipe"] = k
         print(f"{'  keras recipe':<13} seed {seed}: " +
@@ -289,7 +298,7 @@ def main():
     print(f"{strategy:<13} MEAN  : {fmt_point(point_mean)}",
           flush=True)
     keras_mean = keras_point_mean = None
-    if args.keras:
+    if args.keras and strategy in BARS:
       keras_mean = {k: sum(r["keras_recipe"][k] for r in runs) / len(runs) for k in KEYS}
       keras_point_mean = table[f"keras recipe ({strategy})"] = mean_of(
           [r["keras_recipe"]["point"] for r in runs])
@@ -298,7 +307,9 @@ def main():
       print(f"{'  keras recipe':<13} MEAN  : "
             f"{fmt_point(keras_point_mean)}", flush=True)
     report["strategies"][strategy] = {
-        "runs": [{"seed": s, "test": r["test"], "point": r["point"],
+        "flags": flags,
+        "runs": [{"seed": s, "test": r["test"], "point": r["point"], "members": r.get("members"),
+                  "validation": r["validation"],
                   "threshold": r["threshold"], "epochs_run": r["epochs_run"],
                   "best_epoch": r["best_epoch"], "train_seconds": r["train_seconds"],
                   "wall_seconds": r["wall_seconds"]}

@@ -107,7 +107,7 @@ class EngineContenders:
     self.timed_steps = timed_steps
     strategy = tf.distribute.get_strategy()
     data = InMemoryData(splits)
-    self.epoch_steps = loop.steps_per_epoch(config, len(splits.y_train))
+    self.epoch_steps = loop.steps_per_epoch(config)
     bias = losses.initial_bias(data.class_counts(), config.strategy)
 
     def trainer():
@@ -137,6 +137,7 @@ class EngineContenders:
     self.examples_pulled = 0
 
   def train(self) -> float:
+    """Member-examples per second: rows times members (an ensemble trains K models at once)."""
     # Epochs of main.py's length, so the rate includes its per-epoch metric read-out.
     remaining, seconds = self.timed_steps, 0.0
     while remaining > 0:
@@ -144,7 +145,7 @@ class EngineContenders:
       _, dt = self.trainer.train(steps)
       seconds += dt
       remaining -= steps
-    return self.timed_steps * self.config.batch_size / seconds
+    return self.timed_steps * self.config.batch_size * self.config.ensemble / seconds
 
   def pipeline(self) -> float:
     t0 = time.perf_counter()
@@ -213,6 +214,9 @@ def main():
   p.add_argument("--oversample_chunk", type=int, default=None, help="override the default")
   p.add_argument("--steps_per_loop", type=int, default=None, help="override the default")
   p.add_argument("--jit_compile", action="store_true", help="XLA-compile the engine's step")
+  p.add_argument("--ensemble", type=int, default=8,
+                 help="also time an ensemble of this many members of the same model, in "
+                      "member-examples per second (0: skip)")
   p.add_argument("--chunk_sweep", default="",
                  help="comma-separated oversample_chunk values to time as extra contenders "
                       "(engine training and input pipeline), in the same rounds")
@@ -223,9 +227,13 @@ def main():
   rss = PeakRss()
   overrides = {k: getattr(args, k) for k in ("oversample_chunk", "steps_per_loop")
                if getattr(args, k) is not None}
+  # The anchor's model, batch and balance, not the engine's defaults: the ratio compares the
+  # two training loops on the same data and the same model.
   config = Config(strategy="oversample", data_path=args.data_path, seed=args.seed,
                   dataset="creditcard" if args.data_path else "synthetic",
-                  synthetic_rows=args.synthetic_rows, jit_compile=args.jit_compile, **overrides)
+                  synthetic_rows=args.synthetic_rows, jit_compile=args.jit_compile,
+                  hidden_units=(16,), dropout=0.5, batch_size=BATCH, learning_rate=1e-3,
+                  positive_fraction=0.5, steps_per_epoch=20, **overrides)
   loop.configure_tensorflow(config)
   distribute.make_strategy(config)
   t0 = time.perf_counter()
@@ -241,6 +249,11 @@ def main():
   rates: dict[str, list[float]] = {}
   order = ["engine_oversample", "input_pipeline", "compute_bound"]
   contenders = {name: getattr(engine, _METHODS[name]) for name in order}
+  if args.ensemble:
+    ensemble = EngineContenders(config.replace(ensemble=args.ensemble), splits,
+                                timed_steps=args.engine_steps)
+    contenders[f"engine_ensemble{args.ensemble}"] = ensemble.train
+    order.append(f"engine_ensemble{args.ensemble}")
   sweep = [int(c) for c in args.chunk_sweep.split(",") if c]
   for chunk in sweep:
     other = EngineContenders(config.replace(oversample_chunk=chunk), splits,
@@ -264,6 +277,9 @@ def main():
   train = report["engine_oversample"]["examples_per_second"]
   report["ratios"] = {
       "engine_over_anchor": train / base,
+      **({f"ensemble{args.ensemble}_over_engine":
+          report[f"engine_ensemble{args.ensemble}"]["examples_per_second"] / train}
+         if args.ensemble else {}),
       "pipeline_over_engine": report["input_pipeline"]["examples_per_second"] / train,
       "compute_bound_over_engine": report["compute_bound"]["examples_per_second"] / train,
   }
@@ -298,6 +314,9 @@ def main():
   print(f"\nengine / anchor          {ratios['engine_over_anchor']:8.1f}  (bar >= 40)")
   print(f"pipeline / engine        {ratios['pipeline_over_engine']:8.2f}  (bar >= 1.5)")
   print(f"compute bound / engine   {ratios['compute_bound_over_engine']:8.2f}  (bar <= 2)")
+  if args.ensemble:
+    print(f"ensemble of {args.ensemble} / engine    "
+          f"{ratios[f'ensemble{args.ensemble}_over_engine']:8.2f}  (member-examples/s; bar >= 2)")
   print(f"pipeline positive share  {report['pipeline_positive_share']:8.4f}")
   print(f"peak RSS                 {peak / 2**20:8.0f} MiB")
   print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "

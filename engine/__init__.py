@@ -7,11 +7,14 @@ while TensorFlow is still importing (~3 s).
 
 from engine.config import Config, ConfigError
 
-__all__ = ["Config", "ConfigError", "NumericalError", "train_and_evaluate"]
+__all__ = ["Config", "ConfigError", "NumericalError", "WriteError", "train_and_evaluate"]
 
 
 def __getattr__(name: str):
   if name in ("NumericalError", "train_and_evaluate"):
     from engine import loop
     return getattr(loop, name)
+  if name == "WriteError":
+    from engine.write_guard import WriteError
+    return WriteError
   raise AttributeError(f"module 'engine' has no attribute {name!r}")

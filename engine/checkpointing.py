@@ -23,6 +23,7 @@ import logging
 import os
 import time
 
+import numpy as np
 import tensorflow as tf
 
 CHECKPOINTS = "checkpoints"
@@ -73,10 +74,20 @@ class Checkpoints:
   def latest_path(self) -> str | None:
     return self.latest_manager.latest_checkpoint
 
-  def keep_best(self, step: int) -> None:
-    """Makes the model's current weights the best weights (in memory until `save`)."""
+  def keep_best(self, step: int, members=None) -> None:
+    """Makes the model's current weights the best weights (in memory until `save`).
+
+    Args:
+      step: the global step of these weights.
+      members: optional boolean mask [K]: only these members' weights (every variable of the
+        model is stacked by member on its first axis). Default: all.
+    """
     for best, current in zip(self.best_model.weights, self.model.weights):
-      best.assign(current)
+      if members is None:
+        best.assign(current)
+      else:
+        mask = np.reshape(np.asarray(members, bool), [-1] + [1] * (len(best.shape) - 1))
+        best.assign(tf.where(mask, current, best))
     self._best_step = step
 
   def due(self) -> bool:

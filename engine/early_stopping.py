@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -46,3 +47,35 @@ class EarlyStopping(tf.Module):
     return {"best_value": float(self.best_value.numpy()),
             "best_epoch": int(self.best_epoch.numpy()), "wait": int(self.wait.numpy()),
             "patience": self.patience}
+
+
+class MemberBest(tf.Module):
+  """The best validation value of each member of an ensemble, and the epoch it was reached.
+
+  Early stopping follows the ensemble's monitored metric (`EarlyStopping`); each member keeps
+  its own best weights, by its own exact validation PR-AUC. Checkpointed with the state.
+  """
+
+  def __init__(self, members: int):
+    super().__init__(name="member_best")
+    self.best_value = tf.Variable(tf.fill([members], tf.constant(-math.inf, tf.float64)),
+                                  trainable=False, name="best_value")
+    self.best_epoch = tf.Variable(tf.zeros([members], tf.int64), trainable=False,
+                                  name="best_epoch")
+
+  def update(self, values, epoch: int) -> np.ndarray:
+    """Records each member's value of `epoch`; returns the mask of members that improved.
+
+    NaN never counts as an improvement.
+    """
+    values = np.asarray(values, np.float64)
+    with np.errstate(invalid="ignore"):
+      improved = values > self.best_value.numpy()  # False for NaN
+    self.best_value.assign(np.where(improved, values, self.best_value.numpy()))
+    self.best_epoch.assign(np.where(improved, epoch, self.best_epoch.numpy()))
+    return improved
+
+  def mark(self, improved: np.ndarray, epoch: int) -> np.ndarray:
+    """Records `epoch` as the best of the members in the mask `improved`; returns the mask."""
+    self.best_epoch.assign(np.where(improved, epoch, self.best_epoch.numpy()))
+    return improved

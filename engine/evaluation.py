@@ -18,23 +18,32 @@ class Scorer:
                                reduce_retracing=True)
 
   def __call__(self, x, batch_size: int = 65536) -> np.ndarray:
-    """Logits of the rows of `x` (an array or a tensor), `batch_size` rows at a time."""
+    """Logits [members, rows] of the rows of `x` (an array or a tensor), in batches."""
     import tensorflow as tf
     out = [self._logits(tf.convert_to_tensor(x[start:start + batch_size], tf.float32)).numpy()
            for start in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+    return np.concatenate(out, axis=-1) if out else np.zeros((1, 0), np.float32)
 
 
-def probabilities(logits: np.ndarray) -> np.ndarray:
-  """Fraud probabilities (float64) of logits: sigmoid in float64, like the export, so equal
-  logits give bit-equal scores."""
+def member_probabilities(logits: np.ndarray, shift: float = 0.0) -> np.ndarray:
+  """Each member's fraud probabilities (float64) from its logits [members, rows].
+
+  Sigmoid in float64 of logit + shift (the prior correction, engine/losses.py `logit_shift`),
+  as the export computes it, so equal logits give bit-equal scores.
+  """
   import tensorflow as tf
-  return tf.sigmoid(tf.cast(logits, tf.float64)).numpy()
+  return tf.sigmoid(tf.cast(logits, tf.float64) + shift).numpy()
 
 
-def predict_probabilities(model, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+def probabilities(logits: np.ndarray, shift: float = 0.0) -> np.ndarray:
+  """The ensemble's fraud probabilities: the mean of its members' (one member: its own)."""
+  return member_probabilities(np.atleast_2d(logits), shift).mean(axis=0)
+
+
+def predict_probabilities(model, x: np.ndarray, batch_size: int = 65536,
+                          shift: float = 0.0) -> np.ndarray:
   """Fraud probabilities of a host model, in float64 (see Scorer, to score more than once)."""
-  return probabilities(Scorer(model)(x, batch_size))
+  return probabilities(Scorer(model)(x, batch_size), shift)
 
 
 def _ranked_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,9 +86,12 @@ def exact_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
   """Confusion counts at `threshold`, and ROC-AUC and PR-AUC over all predictions.
 
   PR-AUC is average precision, the step-wise area that does not interpolate optimistically.
+  The areas use the probabilities as they are: clipping them (as the log loss must, to stay
+  finite) would turn saturated scores into ties and change the ranking they measure.
   """
   y = np.asarray(labels).astype(np.int64)
-  p = clip_probabilities(probabilities)
+  p = np.asarray(probabilities, np.float64)
+  clipped = clip_probabilities(p)
   pred = p >= threshold
   tp = int(np.sum(pred & (y == 1)))
   fp = int(np.sum(pred & (y == 0)))
@@ -88,7 +100,8 @@ def exact_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
   auc, prc = (roc_auc_and_average_precision(y, p) if tp + fn > 0 and fp + tn > 0 else
               (float("nan"), float("nan")))
   return {
-      "loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+      "loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
+      "brier": float(np.mean((p - y) ** 2)),
       "tp": tp, "fp": fp, "tn": tn, "fn": fn,
       "accuracy": (tp + tn) / max(1, len(y)),
       "precision": tp / (tp + fp) if tp + fp else 0.0,

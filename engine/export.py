@@ -36,19 +36,35 @@ def signature_name(column: str) -> str:
   return name if re.match(r"[A-Za-z0-9.]", name) else "c" + name
 
 
+def input_names(columns: list[str]) -> list[str]:
+  """The signature input name of each raw column; DataError if two of them collide.
+
+  Checked before training (engine/loop.py's preflight), not only at export: a collision found
+  after the last epoch would throw the whole run away.
+  """
+  names = [signature_name(c) for c in columns]
+  seen = {}
+  for column, name in zip(columns, names):
+    if name in seen:
+      raise DataError(f"columns {seen[name]!r} and {column!r} both become the serving input "
+                      f"name {name!r}; rename one of them")
+    seen[name] = column
+  return names
+
+
 class ServingModule(tf.Module):
   """Raw columns -> preprocessing -> classifier -> probability and decision."""
 
-  def __init__(self, model, preprocessor: Preprocessor, threshold: float):
+  def __init__(self, model, preprocessor: Preprocessor, threshold: float,
+               logit_shift: float = 0.0):
     super().__init__(name="imbalanced_engine")
     self.model = model
     self.preprocessor = preprocessor
     self.threshold = tf.Variable(threshold, dtype=tf.float64, trainable=False, name="threshold")
+    self.logit_shift = tf.Variable(logit_shift, dtype=tf.float64, trainable=False,
+                                   name="logit_shift")
     columns = preprocessor.raw_columns
-    self.input_names = [signature_name(c) for c in columns]
-    if len(set(self.input_names)) != len(columns):
-      raise DataError("column names collide once made signature-safe: "
-                      + ", ".join(columns))
+    self.input_names = input_names(columns)
     # No Python control flow on tensors in either: autograph would only slow the tracing.
     self.score_rows = tf.function(
         self._score_rows, autograph=False,
@@ -58,17 +74,20 @@ class ServingModule(tf.Module):
 
   def _score_rows(self, rows):
     features = self.preprocessor.tf_call(rows)
-    logits = self.model(features, training=False)
-    # Sigmoid in float64, as the engine's evaluation does, so scores match it bit for bit on
-    # equal logits and the float64 threshold splits them the same way.
-    probability = tf.sigmoid(tf.cast(logits, tf.float64))
+    logits = self.model(features, training=False)  # [members, batch]
+    # Sigmoid in float64 of the prior-corrected logit, averaged over the members, as the
+    # engine's evaluation does, so scores match it on equal logits and the float64 threshold
+    # splits them the same way.
+    probability = tf.reduce_mean(tf.sigmoid(tf.cast(logits, tf.float64) + self.logit_shift),
+                                 axis=0)
     return {"probability": probability, "decision": probability >= self.threshold}
 
   def _serve(self, columns):
     return self._score_rows(tf.stack([columns[n] for n in self.input_names], axis=1))
 
 
-def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_dir: str) -> str:
+def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_dir: str,
+                 logit_shift: float = 0.0) -> str:
   """Writes the SavedModel and serving.json; returns export_dir.
 
   Args:
@@ -76,8 +95,10 @@ def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_d
     preprocessor: the fitted preprocessing of the run.
     threshold: results.json's "threshold" entry (its "value" is the decision threshold).
     export_dir: where to write; replaced if it exists.
+    logit_shift: added to every member's logit: the prior correction (engine/losses.py), so the
+      served `probability` is the real-world one.
   """
-  module = ServingModule(model, preprocessor, threshold["value"])
+  module = ServingModule(model, preprocessor, threshold["value"], logit_shift)
   tmp = export_dir.rstrip("/") + ".tmp"
   if tf.io.gfile.exists(tmp):
     tf.io.gfile.rmtree(tmp)
@@ -85,7 +106,7 @@ def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_d
       "serving_default": module.serve.get_concrete_function(),
       "score_rows": module.score_rows.get_concrete_function()})
   info = {"raw_columns": preprocessor.raw_columns, "input_names": module.input_names,
-          "label_column": preprocessor.label_column,
+          "label_column": preprocessor.label_column, "logit_shift": logit_shift,
           "threshold": {k: v for k, v in threshold.items() if k not in ("validation", "test")}}
   os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
   with open(os.path.join(tmp, SERVING_JSON), "w") as f:

@@ -23,9 +23,10 @@ from engine import (checkpointing, distribute, evaluation, export, losses, preem
                     run_dir)
 from engine import state as train_state
 from engine import threshold as thresholds
-from engine.config import DEFAULT_OVERSAMPLE_STEPS_PER_EPOCH, Config, ConfigError
+from engine.config import DEFAULT_STEPS_PER_EPOCH, Config, ConfigError
 from engine.summaries import Summaries
 from engine.trainer import Trainer
+from engine.write_guard import guard
 from input_pipeline.data import Data, open_data
 
 
@@ -33,18 +34,9 @@ class NumericalError(RuntimeError):
   """The loss became NaN or Inf."""
 
 
-def steps_per_epoch(config: Config, num_train: int) -> int:
-  """Training steps between two evaluations.
-
-  `baseline` and `class_weight`: one pass over the training split in full batches. `oversample`
-  draws with replacement, so an epoch is not a pass; it is a short evaluation interval instead
-  (DEFAULT_OVERSAMPLE_STEPS_PER_EPOCH). `--steps_per_epoch` overrides both.
-  """
-  if config.steps_per_epoch:
-    return config.steps_per_epoch
-  if config.strategy == "oversample":
-    return DEFAULT_OVERSAMPLE_STEPS_PER_EPOCH
-  return max(1, num_train // config.batch_size)
+def steps_per_epoch(config: Config) -> int:
+  """Training steps between two evaluations: `--steps_per_epoch`, else DEFAULT_STEPS_PER_EPOCH."""
+  return config.steps_per_epoch or DEFAULT_STEPS_PER_EPOCH
 
 
 def configure_tensorflow(config: Config) -> None:
@@ -131,6 +123,7 @@ def preflight(config: Config, model_dir: str, strategy, get_data) -> tuple[Data,
                       f"{num_replicas} replicas")
   run_dir.check_writable(model_dir)
   data = get_data()
+  export.input_names(data.preprocessor.raw_columns)  # The export's signature, before training.
   resuming = run_dir.check_compatible(model_dir, config, data.preprocessor.feature_names)
   return data, resuming
 
@@ -139,25 +132,28 @@ def start(config: Config, model_dir: str, *, data: Data, strategy, distribution:
           resuming: bool, initial_weights: str | None) -> Run:
   """Writes the run's config and preprocessing, and builds (or restores) its state."""
   chief = distribute.is_chief(strategy)
-  run_dir.write_atomic(os.path.join(model_dir, run_dir.CONFIG_FILE), config.to_json() + "\n")
-  data.preprocessor.save(os.path.join(model_dir, run_dir.PREPROCESSING_FILE))
+  with guard("the run's config", model_dir):
+    run_dir.write_atomic(os.path.join(model_dir, run_dir.CONFIG_FILE), config.to_json() + "\n")
+    run_dir.write_data_identity(model_dir, config)
+    data.preprocessor.save(os.path.join(model_dir, run_dir.PREPROCESSING_FILE))
   counts = data.class_counts()
-  epoch_steps = steps_per_epoch(config, int(counts.sum()))
-  bias = losses.initial_bias(counts, config.strategy)
+  epoch_steps = steps_per_epoch(config)
+  bias = losses.initial_bias(counts, config.strategy, config.positive_fraction)
+  weights = losses.class_weights(counts, config.strategy, config.positive_fraction)
   logging.info("Strategy %s: class weights %s, initial output bias %.4f, %d steps per epoch",
-               config.strategy, np.round(losses.class_weights(counts, config.strategy), 4).tolist(),
-               bias, epoch_steps)
+               config.strategy, np.round(weights, 4).tolist(), bias, epoch_steps)
   state = train_state.create(config, num_features=data.num_features, output_bias=bias,
                              strategy=strategy)
   ckpts = checkpointing.Checkpoints(
       model_dir, model=state.model, best_model=state.best_model, keep=config.checkpoints_to_keep,
       interval_seconds=config.checkpoint_interval_seconds, state=state.checkpointed())
-  restored = train_state.restore_or_initialize(
-      state, ckpts, config=config, resuming=resuming, initial_weights=initial_weights,
-      output_bias=bias, chief=chief)
   summaries = Summaries(model_dir, enabled=chief)
-  if not restored:
-    summaries.text("train", "config", "```\n" + config.to_json() + "\n```")
+  with guard("the initial weights and summaries", model_dir):
+    restored = train_state.restore_or_initialize(
+        state, ckpts, config=config, resuming=resuming, initial_weights=initial_weights,
+        output_bias=bias, chief=chief)
+    if not restored:
+      summaries.text("train", "config", "```\n" + config.to_json() + "\n```")
   return Run(config=config, model_dir=model_dir, data=data, strategy=strategy,
              distribution=distribution, state=state, trainer=Trainer(config, data, state, strategy),
              ckpts=ckpts, summaries=summaries, chief=chief, epoch_steps=epoch_steps)
@@ -188,9 +184,9 @@ def fit(run: Run, stop: preemption.StopRequest) -> dict | None:
           f"{run.ckpts.saved_step}) and its best weights are kept in {run.model_dir}")
     if stop_agreed():
       return _preempted(run, stop, epoch)
-    validation, _, _ = run.trainer.evaluate("validation")
-    train["examples_per_second"] = steps * config.batch_size / seconds
-    improved = end_epoch(run, epoch, train, validation)
+    validation, _, _, members = run.trainer.evaluate("validation")
+    train["examples_per_second"] = steps * config.batch_size * config.ensemble / seconds
+    improved = end_epoch(run, epoch, train, validation, members)
     # Counted from this process's start: a resumed run's earlier epochs took unknown time.
     eta = progress.eta_seconds(epochs_done=epoch - start_epoch,
                                epochs_total=config.epochs - start_epoch,
@@ -202,28 +198,47 @@ def fit(run: Run, stop: preemption.StopRequest) -> dict | None:
   return None
 
 
-def end_epoch(run: Run, epoch: int, train: dict, validation: dict) -> bool:
-  """Summaries, early stopping, best weights and the checkpoint if due; True if improved."""
+def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
+              members: list[dict] | None = None) -> bool:
+  """Summaries, early stopping, best weights and the checkpoint if due; True if improved.
+
+  Args:
+    members: each member's exact validation {"auc", "prc"} (an ensemble keeps each member's
+      best weights by its own PR-AUC; a single model's best is the monitor's).
+  """
   state = run.state
-  run.summaries.scalars("train", train, epoch)
-  run.summaries.scalars("validation", validation, epoch)
   improved = state.early_stopping.update(validation[run.config.monitor_metric], epoch)
+  if run.config.ensemble > 1 and members:
+    better = state.member_best.update([m["prc"] for m in members], epoch)
+  else:  # One member: its best is the monitor's best.
+    better = state.member_best.mark(np.array([improved]), epoch)
   state.epoch.assign(epoch)
   state.epoch_start_step.assign(state.step)
-  if improved:
-    run.ckpts.keep_best(state.step)
+  if better.any():
+    run.ckpts.keep_best(state.step, members=better)
+  scalars = dict(validation)
+  if run.config.ensemble > 1 and members:
+    scalars.update({f"member_{k}/{name}": v for k, m in enumerate(members) for name, v in m.items()})
+  with guard("the epoch's summaries", os.path.join(run.model_dir, "logs")):
+    run.summaries.scalars("train", train, epoch)
+    run.summaries.scalars("validation", scalars, epoch)
+    run.summaries.flush()
   # Every worker must take part in a save: they agree on whether one is due.
   if distribute.any_worker(run.strategy, run.ckpts.due()):
-    run.ckpts.save(state.step)
-  run.summaries.flush()
+    _save(run)
   return improved
+
+
+def _save(run: Run) -> str:
+  with guard("a checkpoint", os.path.join(run.model_dir, checkpointing.CHECKPOINTS)):
+    return run.ckpts.save(run.state.step)
 
 
 def _preempted(run: Run, stop: preemption.StopRequest, epoch: int) -> dict:
   step = run.state.step
   # No step since the last checkpoint: it already holds this state; rewriting it in place
   # would only risk it.
-  path = run.ckpts.save(step) if step != run.ckpts.saved_step else run.ckpts.latest_path
+  path = _save(run) if step != run.ckpts.saved_step else run.ckpts.latest_path
   run.summaries.close()
   logging.info("Stopped by %s at step %d (epoch %d, %d of %d steps); saved %s. Run the same "
                "command again to resume.", stop.signal_name or "a signal to another worker", step,
@@ -243,11 +258,15 @@ def final_report(run: Run) -> tuple[dict, dict]:
                  "epoch %d)", int(state.epoch.numpy()), config.monitor, config.patience,
                  float(stopper.best_value.numpy()), int(stopper.best_epoch.numpy()))
   if run.ckpts.saved_step != state.step:
-    run.ckpts.save(state.step)
-  logging.info("Evaluating the best weights (%s) on the test split", run.ckpts.restore_best())
-  results, scored = {}, {}
+    _save(run)
+  results, scored, members = _restore_best(run), {}, {}
   for split in ("validation", "test"):
-    results[split], *scored[split] = run.trainer.evaluate(split, exact=True)
+    results[split], y, p, members[split] = run.trainer.evaluate(split, exact=True)
+    scored[split] = (y, p)
+  if config.ensemble > 1:
+    best_epochs = state.member_best.best_epoch.numpy()
+    results["members"] = [{"best_epoch": int(best_epochs[k]), "validation": members["validation"][k],
+                            "test": members["test"][k]} for k in range(config.ensemble)]
   results["threshold"] = thresholds.choose(
       config, val_labels=scored["validation"][0], val_probabilities=scored["validation"][1],
       test_labels=scored["test"][0], test_probabilities=scored["test"][1])
@@ -258,28 +277,56 @@ def final_report(run: Run) -> tuple[dict, dict]:
       "steps_per_epoch": run.epoch_steps, "train_seconds": float(state.train_seconds.numpy()),
       "monitor": config.monitor, "best_monitor_value": float(stopper.best_value.numpy()),
       "stopped_early": bool(stopper.should_stop), "data": run.data.counts(),
+      "ensemble": config.ensemble, "logit_shift": run.trainer.logit_shift,
   })
   return results, scored
+
+
+def _restore_best(run: Run) -> dict:
+  """Gives the model its best weights; if no epoch ever improved the monitored value (NaN every
+  epoch, say), keeps the last weights instead, and says so: never the initial weights silently.
+
+  Returns:
+    The start of results.json: a "weights" entry saying which weights it reports, and why.
+  """
+  monitor, stopper = run.config.monitor, run.state.early_stopping
+  # A member that never improved keeps its last weights, as a run that never improved does.
+  never = run.state.member_best.best_epoch.numpy() == 0
+  if never.any():
+    run.ckpts.keep_best(run.state.step, members=never)
+  if int(stopper.best_epoch.numpy()) == 0:
+    why = (f"no epoch improved {monitor} (its value was never a number better than the "
+           f"initial one): reporting and exporting the last weights, not a best epoch")
+    logging.warning("%s", why)
+    return {"weights": {"which": "last", "why": why}}
+  logging.info("Evaluating the best weights (%s) on the test split", run.ckpts.restore_best())
+  return {"weights": {"which": "best", "epoch": int(stopper.best_epoch.numpy())}}
 
 
 def publish(run: Run, results: dict, scored: dict) -> None:
   """Summaries, the export and results.json (chief only), then the results table."""
   if run.chief:
-    run.summaries.scalars("test", results["test"], results["best_epoch"])
-    run.summaries.evaluation(results, scored, results["best_epoch"])
-    run.summaries.hparams(run.config, {"test": ["auc", "prc", "precision", "recall"],
-                                       "validation": ["auc", "prc", "loss"]})
-    export_dir = export.export_model(
-        run.trainer.host, run.data.preprocessor, threshold=results["threshold"],
-        export_dir=os.path.join(run.model_dir, export.EXPORT_DIR))
-    logging.info("Exported the best weights with threshold %.6g to %s",
-                 results["threshold"]["value"], export_dir)
-    run_dir.write_json(os.path.join(run.model_dir, run_dir.RESULTS_FILE), results)
+    with guard("the results", run.model_dir):
+      _write_results(run, results, scored)
   run.summaries.close()
   th = results["threshold"]
   print(evaluation.format_table({
       "validation": results["validation"], "test": results["test"],
       f"val@{th['value']:.4g}": th["validation"], f"test@{th['value']:.4g}": th["test"]}))
+
+
+def _write_results(run: Run, results: dict, scored: dict) -> None:
+  """The test summaries, the export (the host model holds the reported weights), results.json."""
+  run.summaries.scalars("test", results["test"], results["best_epoch"])
+  run.summaries.evaluation(results, scored, results["best_epoch"])
+  run.summaries.hparams(run.config, {"test": ["auc", "prc", "precision", "recall"],
+                                     "validation": ["auc", "prc", "loss"]})
+  export_dir = export.export_model(
+      run.trainer.host, run.data.preprocessor, threshold=results["threshold"],
+      logit_shift=run.trainer.logit_shift, export_dir=os.path.join(run.model_dir, export.EXPORT_DIR))
+  logging.info("Exported the %s weights with threshold %.6g to %s",
+               results["weights"]["which"], results["threshold"]["value"], export_dir)
+  run_dir.write_json(os.path.join(run.model_dir, run_dir.RESULTS_FILE), results)
 
 
 def _fmt(values: dict[str, float], keys=("loss", "auc", "prc", "precision", "recall")) -> str:

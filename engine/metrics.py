@@ -37,19 +37,20 @@ class Metrics:
     # loop reads and resets two sets every 20-step epoch, longer than the 20 steps themselves.
     self._result = tf.function(self._result_tensors, autograph=False)
     self._reset = tf.function(self._reset_states, autograph=False)
-    self._update_logits = tf.function(
-        lambda y, logits: self.update(y, tf.sigmoid(logits), losses.per_example_loss(y, logits)),
-        autograph=False, reduce_retracing=True)
+    self._update_probabilities = tf.function(
+        lambda y, p: self.update(y, p, losses.probability_loss(y, p)), autograph=False,
+        reduce_retracing=True)
 
-  def evaluate(self, labels, logits, batch_size: int = 65536) -> dict[str, float]:
-    """The metrics of all (labels, logits) of a split, from a reset: for a host-side set.
+  def evaluate(self, labels, probabilities, batch_size: int = 65536) -> dict[str, float]:
+    """The metrics of all (labels, probabilities) of a split, from a reset: for a host-side set.
 
     The validation loss is unweighted, as Keras reports it: class weights shape training only.
     """
     self.reset()
     for start in range(0, len(labels), batch_size):
-      self._update_logits(tf.constant(labels[start:start + batch_size], tf.int32),
-                          tf.constant(logits[start:start + batch_size], tf.float32))
+      self._update_probabilities(
+          tf.constant(labels[start:start + batch_size], tf.int32),
+          tf.constant(probabilities[start:start + batch_size], tf.float32))
     return self.result()
 
   def update(self, labels, probabilities, per_example_loss, mask=None):

@@ -90,6 +90,35 @@ def pr_curve(labels: np.ndarray, probabilities: np.ndarray, title: str,
   return _rgb(plt, fig)
 
 
+def reliability(labels: np.ndarray, probabilities: np.ndarray, title: str,
+                bins: int = 10) -> np.ndarray:
+  """Observed fraud rate against predicted probability, in bins of equal counts of rows.
+
+  Equal-count bins on log axes: almost every transaction scores near 0, so equal-width bins
+  would put nearly all rows in the first. A calibrated model's points lie on the diagonal.
+  """
+  plt, fig = _figure()
+  p = np.asarray(probabilities, np.float64)
+  y = np.asarray(labels, np.float64)
+  order = np.argsort(p)
+  groups = [g for g in np.array_split(order, bins) if len(g)]
+  predicted = np.array([p[g].mean() for g in groups])
+  observed = np.array([y[g].mean() for g in groups])
+  floor = 0.5 / max(1, len(p))
+  ax = fig.add_subplot()
+  ax.plot([floor, 1], [floor, 1], color="grey", linestyle="--", linewidth=1)
+  ax.plot(np.maximum(predicted, floor), np.maximum(observed, floor), "o-")
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlim(floor, 1)
+  brier = float(np.mean((p - y) ** 2))
+  ax.set_xlabel("mean predicted probability")
+  ax.set_ylabel("observed fraud rate")
+  ax.set_title(f"{title}: Brier {brier:.5f}")
+  ax.grid(True, alpha=0.3)
+  return _rgb(plt, fig)
+
+
 def _curve_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
   """What the two curves share: a y axis of rates in [0, 1], labels, title and a light grid."""
   ax.set_ylim(0, 1.02)

@@ -36,7 +36,7 @@ PREPARED_METADATA_FILE = "metadata.json"
 # rate, distribution, batch size...) may change between runs.
 # The model's fields are checked before the features, the data's after: a file with other
 # columns is reported as other features, the plainer reason.
-MODEL_FIELDS = ("strategy", "hidden_units", "label_column", "dataset")
+MODEL_FIELDS = ("strategy", "hidden_units", "ensemble", "label_column", "dataset")
 DATA_FIELDS = ("data_path", "prepared_dir", "synthetic_rows", "seed", "validation_fraction",
                "test_fraction", "clip", "drop_invalid_rows")
 COMPATIBLE_FIELDS = MODEL_FIELDS + DATA_FIELDS

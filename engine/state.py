@@ -15,7 +15,7 @@ import math
 
 import tensorflow as tf
 
-from engine.early_stopping import EarlyStopping
+from engine.early_stopping import EarlyStopping, MemberBest
 from engine.model import build_model
 
 
@@ -26,6 +26,7 @@ class TrainState(tf.Module):
     super().__init__(name="train_state")
     self.model, self.optimizer, self.best_model = model, optimizer, best_model
     self.early_stopping = early_stopping
+    self.member_best = MemberBest(model.members)
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     # The global step at the end of the last completed epoch: a run stopped mid-epoch (SIGTERM)
     # resumes with the rest of that epoch, not a whole one.
@@ -41,14 +42,25 @@ class TrainState(tf.Module):
     """The objects of the training checkpoint, by the names its files use."""
     return dict(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
                 epoch_start_step=self.epoch_start_step, train_seconds=self.train_seconds,
-                early_stopping=self.early_stopping)
+                early_stopping=self.early_stopping, member_best=self.member_best)
+
+
+def make_optimizer(config) -> tf.keras.optimizers.Optimizer:
+  """Adam, or AdamW with `weight_decay` on the kernels (never on biases: decaying the output
+  bias would pull the prior it encodes towards 1/2)."""
+  if not config.weight_decay:
+    return tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
+  optimizer = tf.keras.optimizers.AdamW(learning_rate=config.learning_rate,
+                                        weight_decay=config.weight_decay)
+  optimizer.exclude_from_weight_decay(var_names=["bias"])
+  return optimizer
 
 
 def create(config, *, num_features: int, output_bias: float, strategy) -> TrainState:
   """The state of a new run, its variables created under `strategy`'s scope."""
   with strategy.scope():
     model = build_model(config, num_features=num_features, output_bias=output_bias)
-    optimizer = tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
+    optimizer = make_optimizer(config)
     # Built here, not lazily at the first step: a lazy build inside a multi-replica step fails.
     optimizer.build(model.trainable_variables)
     best_model = build_model(config, num_features=num_features, output_bias=0.0)
@@ -83,7 +95,8 @@ def restore_or_initialize(state: TrainState, ckpts, *, config, resuming: bool,
   if initial_weights and tf.io.gfile.exists(initial_weights + ".index"):
     tf.train.Checkpoint(model=state.model).read(initial_weights).assert_existing_objects_matched()
     # The saved weights carry the first run's output bias; the bias belongs to the strategy.
-    state.model.logit.bias.assign([output_bias])
+    bias = state.model.logit.bias
+    bias.assign(tf.fill(bias.shape, tf.constant(output_bias, bias.dtype)))
     logging.info("Starting from the shared initial weights %s", initial_weights)
   elif initial_weights and chief:
     tf.train.Checkpoint(model=state.model).write(initial_weights)

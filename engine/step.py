@@ -17,15 +17,23 @@ from engine import losses
 
 def make_train_loop(*, model, optimizer, strategy, metrics, class_weights, global_batch_size: int,
                     seed: int, jit_compile: bool = False):
-  """Returns `train_loop(iterator, num_steps)`, a tf.function running num_steps steps."""
+  """Returns `train_loop(iterator, num_steps)`, a tf.function running num_steps steps.
+
+  Each element of the iterator holds `model.members` batches, one per member of the ensemble,
+  one after the other: [members * batch, F]. Member k trains on its own rows.
+  `global_batch_size` is one member's global batch.
+  """
   cw = tf.constant(class_weights, tf.float32)
   num_replicas = strategy.num_replicas_in_sync
+  members = model.members
 
   @tf.function(jit_compile=jit_compile, autograph=False)
   def compute(x, y, dropout_seed):
     with tf.GradientTape() as tape:
       logits = model(x, training=True, dropout_seed=dropout_seed)
       weights = tf.gather(cw, y)
+      # The members' losses add up: each member's parameters get the gradient of its own
+      # mean loss, exactly as if it trained alone.
       loss = losses.weighted_loss(y, logits, weights, global_batch_size)
     grads = tape.gradient(loss, model.trainable_variables)
     return logits, weights, grads
@@ -33,6 +41,8 @@ def make_train_loop(*, model, optimizer, strategy, metrics, class_weights, globa
   @tf.autograph.experimental.do_not_convert
   def replica_step(batch):
     x, y = batch
+    x = tf.reshape(x, [members, -1, x.shape[-1]])
+    y = tf.reshape(y, [members, -1])
     replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
     # Stateless dropout seed: (run seed, global step * replicas + replica). Distinct per replica
     # and step, and the same again when a resumed run replays the step.
@@ -40,7 +50,8 @@ def make_train_loop(*, model, optimizer, strategy, metrics, class_weights, globa
                              tf.cast(optimizer.iterations, tf.int64) * num_replicas + replica])
     logits, weights, grads = compute(x, y, dropout_seed)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    metrics.update(y, tf.sigmoid(logits), losses.per_example_loss(y, logits) * weights)
+    metrics.update(tf.reshape(y, [-1]), tf.reshape(tf.sigmoid(logits), [-1]),
+                   tf.reshape(losses.per_example_loss(y, logits) * weights, [-1]))
 
   @tf.function
   def train_loop(iterator, num_steps):
@@ -48,4 +59,3 @@ def make_train_loop(*, model, optimizer, strategy, metrics, class_weights, globa
       strategy.run(replica_step, args=(next(iterator),))
 
   return train_loop
-

@@ -131,3 +131,4 @@ class Summaries:
                plots.confusion_matrix(y, p, threshold, "test"), step)
     self.image("test", "roc_curve", plots.roc_curve(y, p, "test ROC"), step)
     self.image("test", "pr_curve_image", plots.pr_curve(y, p, "test PR", threshold), step)
+    self.image("test", "reliability", plots.reliability(y, p, "test calibration"), step)

@@ -26,12 +26,17 @@ def train_iterator(data, strategy: tf.distribute.Strategy, *, config, start_step
   """
   num_replicas = strategy.num_replicas_in_sync
 
+  # One element holds every member's batch: members train on their own rows, drawn from one
+  # stream (a pure function of the seed, like a single model's).
+  global_batch = config.batch_size * config.ensemble
+
   def train_fn(ctx: tf.distribute.InputContext):
     return data.train_dataset(
-        strategy=config.strategy, batch_size=ctx.get_per_replica_batch_size(config.batch_size),
+        strategy=config.strategy, batch_size=ctx.get_per_replica_batch_size(global_batch),
         chunk=config.oversample_chunk, seed=config.seed, pipeline_id=ctx.input_pipeline_id,
         num_pipelines=ctx.num_input_pipelines,
-        skip=start_step * num_replicas // ctx.num_input_pipelines)
+        skip=start_step * num_replicas // ctx.num_input_pipelines,
+        positive_fraction=config.positive_fraction)
 
   return iter(strategy.distribute_datasets_from_function(train_fn))
 
@@ -49,7 +54,10 @@ class Trainer:
   def __init__(self, config, data, state, strategy: tf.distribute.Strategy):
     self.config, self.data, self.state = config, data, state
     counts = data.class_counts()
-    self.class_weights = losses.class_weights(counts, config.strategy)
+    self.class_weights = losses.class_weights(counts, config.strategy,
+                                              config.positive_fraction)
+    # Scores are reported and exported on the real-world prior (engine/losses.py).
+    self.logit_shift = losses.logit_shift(counts, config.strategy, config.positive_fraction)
     with strategy.scope():
       self.train_metrics = Metrics()
     self._iterator = train_iterator(data, strategy, config=config, start_step=state.step)
@@ -79,27 +87,30 @@ class Trainer:
                      steps_per_loop=self.config.steps_per_loop, stop_requested=stop, bar=bar)
 
   def evaluate(self, split: str, *, exact: bool = False):
-    """Scores `split` once with the current weights.
+    """Scores `split` once with the current weights (members averaged, prior corrected).
 
     Returns:
-      (metrics, labels, probabilities): the streaming metrics of the split's logits, under
-      their usual names, plus `auc_exact` and `prc_exact` over all predictions; with `exact`,
-      the exact metrics (engine/evaluation.py) under the usual names instead, and the
-      streaming ROC-AUC and PR-AUC as `auc_streaming` and `prc_streaming`.
+      (metrics, labels, probabilities, member_areas): the streaming metrics of the split,
+      under their usual names, plus `auc_exact` and `prc_exact` over all predictions; with
+      `exact`, the exact metrics (engine/evaluation.py) under the usual names instead, and the
+      streaming ROC-AUC and PR-AUC as `auc_streaming` and `prc_streaming`. `member_areas` is
+      each member's {"auc", "prc"}, exact.
     """
     self.host.set_weights(self.state.model.get_weights())
     labels, logits = self.data.predictions(split, self._scorer)
-    streaming = self.eval_metrics.evaluate(labels, logits)
-    probabilities = evaluation.probabilities(logits)
+    members = evaluation.member_probabilities(logits, self.logit_shift)
+    probabilities = members.mean(axis=0)
+    streaming = self.eval_metrics.evaluate(labels, probabilities)
     if exact:
       out = evaluation.exact_metrics(labels, probabilities)
       out.update(auc_streaming=streaming["auc"], prc_streaming=streaming["prc"])
     else:
       out = dict(streaming)
-      auc, prc = evaluation.roc_auc_and_average_precision(
-          labels, evaluation.clip_probabilities(probabilities))
-      out.update(auc_exact=auc, prc_exact=prc)
-    return out, labels, probabilities
+      out["auc_exact"], out["prc_exact"] = evaluation.roc_auc_and_average_precision(
+          labels, probabilities)
+    areas = [dict(zip(("auc", "prc"), evaluation.roc_auc_and_average_precision(labels, m)))
+             for m in members]
+    return out, labels, probabilities, areas
 
 
 def run_steps(train_loop, iterator, metrics: Metrics, *, steps: int, steps_per_loop: int,

@@ -19,7 +19,7 @@ from input_pipeline.errors import DataError
 
 SPLITS = ("train", "validation", "test")
 
-# scorer(features [n, F]) -> logits [n] float32: the model, one batch at a time.
+# scorer(features [n, F]) -> logits [members, n] float32: the model, one batch at a time.
 Scorer = Callable[[object], np.ndarray]
 
 
@@ -41,16 +41,19 @@ class Data(abc.ABC):
 
   @abc.abstractmethod
   def train_dataset(self, *, strategy: str, batch_size: int, chunk: int, seed: int,
-                    pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0):
+                    pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0,
+                    positive_fraction: float = 0.5):
     """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
 
     `batch_size` is this pipeline's batch; `skip` elements are skipped, so a resumed run
     continues the exact stream it stopped in (the stream is a pure function of the seed).
+    `oversample` batches hold `positive_fraction` positive rows in expectation.
     """
 
   @abc.abstractmethod
   def predictions(self, split: str, scorer: Scorer) -> tuple[np.ndarray, np.ndarray]:
-    """(labels int64 [n], logits float32 [n]) of every row of `split`, scored by `scorer`."""
+    """(labels int64 [n], logits float32 [members, n]) of every row of `split`, scored by
+    `scorer`."""
 
 
 class InMemoryData(Data):
@@ -70,12 +73,12 @@ class InMemoryData(Data):
     return self.splits.counts()
 
   def train_dataset(self, *, strategy, batch_size, chunk, seed, pipeline_id=0, num_pipelines=1,
-                    skip=0):
+                    skip=0, positive_fraction=0.5):
     from input_pipeline import datasets
     x, y = self._arrays["train"]
     return datasets.train_dataset(x, y, strategy=strategy, batch_size=batch_size, chunk=chunk,
                                   seed=seed, pipeline_id=pipeline_id, num_pipelines=num_pipelines,
-                                  skip=skip)
+                                  skip=skip, positive_fraction=positive_fraction)
 
   def predictions(self, split, scorer):
     import tensorflow as tf

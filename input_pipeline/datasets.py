@@ -56,9 +56,10 @@ def _gather_rows(x: tf.Tensor, y: tf.Tensor):
   return gather
 
 
-def balanced_mix(class_chunks, *, batch_size: int, chunk: int, seed: int,
-                 pipeline_id: int = 0) -> tf.data.Dataset:
-  """Batches of single-class chunks, each positive with probability 1/2: the `oversample` mix.
+def balanced_mix(class_chunks, *, batch_size: int, chunk: int, seed: int, pipeline_id: int = 0,
+                 positive_fraction: float = 0.5) -> tf.data.Dataset:
+  """Batches of single-class chunks, each positive with probability `positive_fraction`: the
+  `oversample` mix.
 
   The one place both streams (in memory, and from prepared shards) balance their classes.
 
@@ -69,14 +70,16 @@ def balanced_mix(class_chunks, *, batch_size: int, chunk: int, seed: int,
     chunk: rows per single-class chunk that `sample_from_datasets` mixes.
     seed: the run seed.
     pipeline_id: this input pipeline's index; each pipeline draws its own sequence.
+    positive_fraction: the expected share of positive chunks, so of positive rows.
 
   Returns:
     Batches of `batch_size // chunk` chunks (drop_remainder), not yet prefetched.
   """
   chunk = math.gcd(chunk, batch_size)
   pos, neg = class_chunks(1, chunk), class_chunks(0, chunk)
-  # Weights are normalised already: half the chunks, so half the rows, are positive.
-  mixed = tf.data.Dataset.sample_from_datasets([pos, neg], weights=[0.5, 0.5],
+  # Weights are normalised already (they sum to 1): a chunk is positive with probability p.
+  weights = [positive_fraction, 1.0 - positive_fraction]
+  mixed = tf.data.Dataset.sample_from_datasets([pos, neg], weights=weights,
                                                seed=seed * 7919 + pipeline_id)
   return mixed.batch(batch_size // chunk, drop_remainder=True)
 
@@ -100,8 +103,8 @@ def finish(ds: tf.data.Dataset, *, skip: int, map_fn=None) -> tf.data.Dataset:
 
 
 def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: int, chunk: int,
-                  seed: int, pipeline_id: int = 0, num_pipelines: int = 1,
-                  skip: int = 0) -> tf.data.Dataset:
+                  seed: int, pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0,
+                  positive_fraction: float = 0.5) -> tf.data.Dataset:
   """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
 
   Args:
@@ -116,6 +119,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: in
     skip: elements to skip, so a resumed run continues the exact stream it stopped in. The
       stream is a pure function of the seed, so skipping replays it; skipping happens on row
       indices, before any row is gathered, so it is cheap.
+    positive_fraction: `oversample`: the expected share of positive rows in a batch.
 
   Returns:
     An infinite, batched (drop_remainder), prefetched dataset.
@@ -127,7 +131,8 @@ def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: in
   if strategy == "oversample":
     ds = balanced_mix(
         lambda cls, c: index_chunks(rows[labels == cls], chunk=c, seed=seed, stream=stream + cls),
-        batch_size=batch_size, chunk=chunk, seed=seed, pipeline_id=pipeline_id)
+        batch_size=batch_size, chunk=chunk, seed=seed, pipeline_id=pipeline_id,
+        positive_fraction=positive_fraction)
   else:
     ds = index_chunks(rows, chunk=batch_size, seed=seed, stream=stream)
   return finish(ds, skip=skip, map_fn=gather)

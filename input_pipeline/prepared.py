@@ -221,8 +221,8 @@ class PreparedData(Data):
     return [n for n, _ in mine], sum(c for _, c in mine)
 
   def train_dataset(self, *, strategy: str, batch_size: int, chunk: int, seed: int,
-                    pipeline_id: int = 0, num_pipelines: int = 1,
-                    skip: int = 0) -> tf.data.Dataset:
+                    pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0,
+                    positive_fraction: float = 0.5) -> tf.data.Dataset:
     """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
 
     Same contract as `datasets.train_dataset`. Input pipelines read disjoint shard files
@@ -236,7 +236,8 @@ class PreparedData(Data):
         names, rows = self._pipeline_shards(str(cls), pipeline_id, num_pipelines)
         return self._chunks(names, rows=rows, seed=streams + 2 * cls, chunk=chunk)
       ds = datasets.balanced_mix(class_chunks, batch_size=batch_size, chunk=chunk, seed=seed,
-                                 pipeline_id=pipeline_id).map(
+                                 pipeline_id=pipeline_id,
+                                 positive_fraction=positive_fraction).map(
           lambda x, y: (tf.reshape(x, [batch_size, num_features]),
                         tf.reshape(y, [batch_size])))
     else:
@@ -253,9 +254,10 @@ class PreparedData(Data):
         self._decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def predictions(self, split: str, scorer) -> tuple[np.ndarray, np.ndarray]:
-    """(labels int64, logits float32) of every row of a split, streamed in batches of 65536."""
+    """(labels int64 [n], logits float32 [..., n]) of every row of a split, streamed in batches
+    of 65536."""
     labels, logits = [], []
     for x, y in self._rows(split).rebatch(65536).prefetch(2):
       logits.append(scorer(x))
       labels.append(y.numpy().astype(np.int64))
-    return np.concatenate(labels), np.concatenate(logits)
+    return np.concatenate(labels), np.concatenate(logits, axis=-1)

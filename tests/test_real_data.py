@@ -16,7 +16,7 @@ def test_short_oversample_run_on_the_real_data(tmp_path):
   assert sum(c["rows"] for c in counts.values()) == 284_807
   assert sum(c["positives"] for c in counts.values()) == 492
   assert counts["test"] == {"rows": 56_961, "positives": 98}
-  assert results["steps"] == 100  # 5 epochs of the default 20 oversampling steps
+  assert results["steps"] == 250  # 5 epochs of the default 50 steps
   # Five short epochs already rank frauds far above chance on the held-out test split.
   assert results["test"]["auc"] > 0.95
   assert results["test"]["recall"] > 0.8

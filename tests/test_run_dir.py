@@ -96,7 +96,8 @@ def _owned_run(tmp_path, config, features=("a", "b")):
 
 @pytest.mark.parametrize("change,message", [
     (dict(strategy="baseline"), "strategy='oversample'"),
-    (dict(hidden_units=(32,)), "hidden_units=[16]"),
+    (dict(hidden_units=(32,)), "hidden_units=[64]"),
+    (dict(ensemble=4), "ensemble=1"),
     (dict(label_column="y"), "label_column='Class'"),
 ])
 def test_incompatible_runs_are_refused_unless_fresh(tmp_path, change, message):

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from engine import losses
@@ -58,3 +59,32 @@ def test_the_step_count_is_a_tensor_so_nothing_retraces():
   assert int(optimizer.iterations.numpy()) == 11
   assert loop.experimental_get_tracing_count() == 1
 
+
+
+class _SameBatch:
+  def __init__(self, batch):
+    self.batch = batch
+
+  def __next__(self):
+    return self.batch
+
+
+def test_class_weights_weigh_each_example_by_its_own_class():
+  # One step on a fixed batch: the training loss metric is the mean of each example's loss
+  # times the weight of its own class, computed before the update.
+  config = Config(batch_size=8, dropout=0.0, strategy="class_weight")
+  x, y = _separable(8)
+  y[:2], y[2:] = 1, 0
+  model = build_model(config, num_features=6, output_bias=0.0)
+  optimizer = tf.keras.optimizers.Adam(1e-3)
+  optimizer.build(model.trainable_variables)
+  metrics = Metrics()
+  weights = np.array([0.5, 7.0], np.float32)  # [negative, positive]
+  loop = make_train_loop(model=model, optimizer=optimizer, strategy=tf.distribute.get_strategy(),
+                         metrics=metrics, class_weights=weights, global_batch_size=8,
+                         seed=0)
+  batch = (tf.constant(x), tf.constant(y, tf.int32))
+  per_example = losses.per_example_loss(y[None], model(x)).numpy()[0]
+  loop(_SameBatch(batch), tf.constant(1))
+  expected = float(np.mean(per_example * weights[y]))
+  assert metrics.result()["loss"] == pytest.approx(expected, rel=1e-5)

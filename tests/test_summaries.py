@@ -94,7 +94,7 @@ def test_images(tensorboard):
   tags = get(tensorboard, "/data/plugin/images/tags")
   for s in STRATEGIES:
     assert {"confusion_matrix_at_0.5", "confusion_matrix_at_threshold", "roc_curve",
-            "pr_curve_image"} <= set(tags[f"{s}/logs/test"])
+            "pr_curve_image", "reliability"} <= set(tags[f"{s}/logs/test"])
   # TensorBoard serves a real picture: a PNG of the figure's size, not a blank one.
   import urllib.parse
   import numpy as np

@@ -15,8 +15,8 @@ from tests.conftest import small_frame
 
 
 def _trainer(strategy_name="baseline", **overrides):
-  config = Config(strategy=strategy_name, batch_size=128, learning_rate=1e-2, dropout=0.0,
-                  steps_per_loop=10, **overrides)
+  config = Config(**{"strategy": strategy_name, "batch_size": 128, "learning_rate": 1e-2,
+                     "dropout": 0.0, "steps_per_loop": 10, **overrides})
   data = InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
   strategy = tf.distribute.get_strategy()
   state = train_state.create(
@@ -48,7 +48,7 @@ def test_train_stops_between_compiled_calls_when_asked():
 def test_evaluate_scores_a_split_once_for_streaming_and_exact_metrics():
   trainer, data, state = _trainer()
   trainer.train(50)
-  streaming, labels, probs = trainer.evaluate("validation")
+  streaming, labels, probs, members = trainer.evaluate("validation")
   assert len(labels) == len(probs) == data.counts()["validation"]["rows"]
   assert streaming["tp"] + streaming["fp"] + streaming["tn"] + streaming["fn"] == len(labels)
   # The exact areas are sklearn's over the same predictions.
@@ -58,8 +58,32 @@ def test_evaluate_scores_a_split_once_for_streaming_and_exact_metrics():
   # The probabilities are the trained model's own, and the streaming counts follow them.
   x = data.splits.x_val
   expected = evaluation.probabilities(state.model(x, training=False).numpy())
+  assert members == [{"auc": streaming["auc_exact"], "prc": streaming["prc_exact"]}]
   np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-6)
   assert streaming["tp"] == int(((probs >= 0.5) & (labels == 1)).sum())
-  exact, _, _ = trainer.evaluate("test", exact=True)
+  exact, _, _, _ = trainer.evaluate("test", exact=True)
   assert set(exact) >= {"auc", "prc", "auc_streaming", "prc_streaming", "loss"}
   assert exact["tp"] + exact["fn"] == data.counts()["test"]["positives"]
+
+
+def test_an_ensemble_trains_its_members_on_their_own_rows_in_one_step():
+  trainer, data, state = _trainer(ensemble=3, dropout=0.2)
+  before = [v.numpy().copy() for v in state.model.trainable_variables]
+  first, _ = trainer.train(5)
+  assert first["tp"] + first["fp"] + first["tn"] + first["fn"] == 5 * 128 * 3
+  kernel = state.model.dense_0.kernel.numpy()
+  assert kernel.shape[0] == 3 and not np.allclose(kernel[0], kernel[1])  # own initial weights
+  trainer.train(200)
+  last, _ = trainer.train(5)
+  assert last["loss"] < first["loss"] / 2
+  assert all(not np.array_equal(a, v.numpy()) for a, v in zip(before, state.model.trainable_variables))
+  metrics, labels, probs, members = trainer.evaluate("validation")
+  assert len(members) == 3
+  # The ensemble's probability is the mean of its members' probabilities.
+  logits = state.model(data.splits.x_val).numpy()
+  np.testing.assert_allclose(probs, evaluation.member_probabilities(logits).mean(axis=0),
+                             atol=1e-6)
+  for k in range(3):
+    p_k = evaluation.member_probabilities(logits)[k]
+    assert members[k]["prc"] == pytest.approx(skm.average_precision_score(labels, p_k),
+                                              abs=1e-6)

@@ -1,0 +1,84 @@
+"""The outer loop's steps, in-process: preflight, end of an epoch, the final report."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from engine import evaluation, loop
+from engine.config import Config
+from input_pipeline import preprocessing
+from input_pipeline.data import InMemoryData
+from input_pipeline.errors import DataError
+from tests.conftest import small_frame
+
+CONFIG = Config(strategy="baseline", batch_size=128, learning_rate=1e-2, dropout=0.0,
+                steps_per_epoch=10, epochs=3, patience=2)
+
+
+def _run(tmp_path, config=CONFIG):
+  data = InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
+  strategy = tf.distribute.get_strategy()
+  model_dir = str(tmp_path / "run")
+  data, resuming = loop.preflight(config, model_dir, strategy, lambda: data)
+  os.makedirs(model_dir)
+  return loop.start(config, model_dir, data=data, strategy=strategy, distribution="default",
+                    resuming=resuming, initial_weights=None)
+
+
+def _metrics(prc: float) -> dict:
+  return {"loss": 0.1, "auc": 0.9, "prc": prc, "precision": 0.5, "recall": 0.5}
+
+
+def test_early_stopping_follows_the_validation_metric_not_the_training_one(tmp_path):
+  run = _run(tmp_path)
+  assert loop.end_epoch(run, 1, train=_metrics(0.99), validation=_metrics(0.20))
+  assert float(run.state.early_stopping.best_value.numpy()) == pytest.approx(0.20)
+  # Training improves, validation does not: no new best.
+  assert not loop.end_epoch(run, 2, train=_metrics(0.999), validation=_metrics(0.10))
+  assert int(run.state.early_stopping.best_epoch.numpy()) == 1
+  assert int(run.state.epoch.numpy()) == 2
+
+
+def test_a_run_whose_monitor_never_improved_reports_its_last_weights(tmp_path, caplog):
+  run = _run(tmp_path)
+  initial = [w.copy() for w in run.state.model.get_weights()]
+  run.trainer.train(30)
+  nan = _metrics(float("nan"))
+  for epoch in (1, 2):
+    loop.end_epoch(run, epoch, train=nan, validation=nan)
+  with caplog.at_level(logging.WARNING):
+    results, scored = loop.final_report(run)
+  assert results["weights"]["which"] == "last" and "val_prc" in results["weights"]["why"]
+  assert "no epoch improved val_prc" in caplog.text
+  trained = run.state.model.get_weights()
+  assert not np.array_equal(trained[0], initial[0])  # not the initial weights
+  # What it reports is the trained model's own scores.
+  y, p = scored["test"]
+  x_test = run.data.splits.x_test
+  np.testing.assert_allclose(p, evaluation.probabilities(run.state.model(x_test).numpy()),
+                             atol=1e-6)
+
+
+def test_an_improving_run_reports_its_best_epoch(tmp_path):
+  run = _run(tmp_path)
+  run.trainer.train(10)
+  loop.end_epoch(run, 1, train=_metrics(0.5), validation=_metrics(0.5))
+  best = [w.copy() for w in run.state.model.get_weights()]
+  run.trainer.train(30)
+  loop.end_epoch(run, 2, train=_metrics(0.6), validation=_metrics(0.4))
+  results, _ = loop.final_report(run)
+  assert results["weights"] == {"which": "best", "epoch": 1}
+  assert all(np.array_equal(a, b) for a, b in zip(best, run.state.model.get_weights()))
+
+
+def test_colliding_serving_names_are_refused_before_anything_is_written(tmp_path):
+  frame = small_frame(3000, 90).rename(columns={"V1": "amount usd", "V2": "amount_usd"})
+  csv = tmp_path / "collide.csv"
+  frame.to_csv(csv, index=False)
+  model_dir = tmp_path / "run"
+  with pytest.raises(DataError, match="'amount usd' and 'amount_usd' both become"):
+    loop.train_and_evaluate(CONFIG.replace(data_path=str(csv)), str(model_dir))
+  assert not model_dir.exists()
