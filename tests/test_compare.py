@@ -42,7 +42,8 @@ def test_runs_start_from_the_saved_weights_with_their_own_bias(all_run):
   log = open(os.path.join(os.path.dirname(all_run), "stdout.log")).read()
   # The two later runs load them (and then set their own bias, which the loop logs).
   assert log.count("Starting from the shared initial weights") == 2
-  assert "Strategy oversample: class weights [1.0, 1.0], initial output bias 0.0000" in log
+  # The oversampled stream's prior is its positive fraction (default 0.05): bias log(p/(1-p)).
+  assert "Strategy oversample: class weights [1.0, 1.0], initial output bias -2.9444" in log
   # One line per epoch with its ETA; no progress bar in a log (stdout is not a terminal).
   assert log.count("| ETA ") == 3 * 2 and "steps, " not in log
 
@@ -59,11 +60,14 @@ def test_export_reproduces_the_engine_test_predictions(all_run):
   model = build_model(config, num_features=splits.num_features, output_bias=0.0)
   tf.train.Checkpoint(model=model).restore(
       tf.train.latest_checkpoint(os.path.join(run, "best"))).assert_existing_objects_matched()
-  engine_probs = evaluation.predict_probabilities(model, splits.x_test)
+  results = read_json(os.path.join(run, "results.json"))
+  # class_weight's scores are shifted back to the real prior, in the engine and in the export.
+  assert results["logit_shift"] < -1.0
+  engine_probs = evaluation.predict_probabilities(model, splits.x_test,
+                                                  shift=results["logit_shift"])
   exported = export.ExportedModel(os.path.join(run, "export"))
   probs, decisions = exported.score(frame.iloc[test_rows])
   np.testing.assert_allclose(probs, engine_probs, rtol=0, atol=1e-5)
-  results = read_json(os.path.join(run, "results.json"))
   assert evaluation.exact_metrics(splits.y_test, probs)["prc"] == pytest.approx(
       results["test"]["prc"], abs=1e-6)
   assert exported.threshold == results["threshold"]["value"]

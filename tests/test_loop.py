@@ -29,7 +29,8 @@ def _run(tmp_path, config=CONFIG):
 
 
 def _metrics(prc: float) -> dict:
-  return {"loss": 0.1, "auc": 0.9, "prc": prc, "precision": 0.5, "recall": 0.5}
+  return {"loss": 0.1, "auc": 0.9, "prc": prc, "prc_exact": prc, "auc_exact": 0.9,
+          "precision": 0.5, "recall": 0.5}
 
 
 def test_early_stopping_follows_the_validation_metric_not_the_training_one(tmp_path):
@@ -51,8 +52,8 @@ def test_a_run_whose_monitor_never_improved_reports_its_last_weights(tmp_path, c
     loop.end_epoch(run, epoch, train=nan, validation=nan)
   with caplog.at_level(logging.WARNING):
     results, scored = loop.final_report(run)
-  assert results["weights"]["which"] == "last" and "val_prc" in results["weights"]["why"]
-  assert "no epoch improved val_prc" in caplog.text
+  assert results["weights"]["which"] == "last" and "val_prc_exact" in results["weights"]["why"]
+  assert "no epoch improved val_prc_exact" in caplog.text
   trained = run.state.model.get_weights()
   assert not np.array_equal(trained[0], initial[0])  # not the initial weights
   # What it reports is the trained model's own scores.
