@@ -97,8 +97,9 @@ flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay (AdamW) on the k
 flags.DEFINE_integer("oversample_chunk", 64, "Rows per single-class chunk mixed by "
                      "sample_from_datasets; must divide the per-replica batch.")
 flags.DEFINE_integer("eval_batch_size", 8192, "Global batch size for evaluation.")
-flags.DEFINE_boolean("jit_compile", False, "Compile the training step with XLA (for GPU/TPU; "
-                     "slower on CPU).")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                  "Compile the training step and the scoring with XLA. auto: whichever measured "
+                  "faster on this device type (logged; see BUILD.md).")
 flags.DEFINE_boolean("deterministic", False, "Seed everything and enable op determinism, so a "
                      "run (and a resumed run) is reproducible.")
 

@@ -213,7 +213,8 @@ def main():
                  help="engine steps per timed epoch (run as main.py's 20-step epochs)")
   p.add_argument("--oversample_chunk", type=int, default=None, help="override the default")
   p.add_argument("--steps_per_loop", type=int, default=None, help="override the default")
-  p.add_argument("--jit_compile", action="store_true", help="XLA-compile the engine's step")
+  p.add_argument("--jit_compile", default="false", choices=["auto", "true", "false"],
+                 help="XLA for the engine's step")
   p.add_argument("--ensemble", type=int, default=8,
                  help="also time an ensemble of this many members of the same model, in "
                       "member-examples per second (0: skip)")

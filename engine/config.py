@@ -74,7 +74,9 @@ class Config:
   steps_per_epoch: int | None = None
   steps_per_loop: int = 100
   eval_batch_size: int = 8192
-  jit_compile: bool = False
+  # XLA for the training step and the scoring: "auto" (what measured faster on the device
+  # type, engine/distribute.py), "true" or "false".
+  jit_compile: str = "auto"
   deterministic: bool = False
 
   # Early stopping.
@@ -164,6 +166,8 @@ def validate(c: Config) -> None:
   _require(math.isfinite(c.checkpoint_interval_seconds) and c.checkpoint_interval_seconds >= 0,
            "checkpoint_interval_seconds", c.checkpoint_interval_seconds,
            "must be a finite number >= 0")
+  _require(c.jit_compile in ("auto", "true", "false"), "jit_compile", c.jit_compile,
+           "must be auto, true or false")
   _require(c.logical_cpus >= 0, "logical_cpus", c.logical_cpus, "must be >= 0")
   _require(c.monitor.startswith("val_") and c.monitor_metric in MONITORABLE, "monitor", c.monitor,
            f"must be val_ + one of {', '.join(MONITORABLE)}")

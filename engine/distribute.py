@@ -29,6 +29,20 @@ def split_cpu(n: int) -> None:
     raise ConfigError(f"invalid --logical_cpus={n}: TensorFlow is already initialised ({e})")
 
 
+# XLA where it measured faster, by device type (benchmarks/throughput.py, BUILD.md "Performance").
+XLA_BY_DEVICE = {"CPU": False, "GPU": True, "TPU": True}
+
+
+def resolve_jit_compile(config: Config) -> bool:
+  """`--jit_compile`: true, false, or auto: XLA_BY_DEVICE for the device this process trains on.
+  """
+  if config.jit_compile != "auto":
+    return config.jit_compile == "true"
+  if config.distribution == "tpu":
+    return XLA_BY_DEVICE["TPU"]
+  return XLA_BY_DEVICE["GPU" if tf.config.list_logical_devices("GPU") else "CPU"]
+
+
 def resolve_distribution(config: Config) -> str:
   """`auto` picks mirrored for several GPUs, one_device for one, default otherwise."""
   if config.distribution != "auto":

@@ -12,7 +12,7 @@ import time
 
 import tensorflow as tf
 
-from engine import evaluation, losses, progress
+from engine import distribute, evaluation, losses, progress
 from engine.metrics import Metrics
 from engine.model import build_model
 from engine.step import make_train_loop
@@ -61,10 +61,11 @@ class Trainer:
     with strategy.scope():
       self.train_metrics = Metrics()
     self._iterator = train_iterator(data, strategy, config=config, start_step=state.step)
+    self.jit_compile = distribute.resolve_jit_compile(config)
     self._loop = make_train_loop(
         model=state.model, optimizer=state.optimizer, strategy=strategy,
         metrics=self.train_metrics, class_weights=self.class_weights,
-        global_batch_size=config.batch_size, seed=config.seed, jit_compile=config.jit_compile)
+        global_batch_size=config.batch_size, seed=config.seed, jit_compile=self.jit_compile)
     # Evaluation runs on a single-device copy of the weights, whatever the strategy.
     self.host = build_model(config, num_features=data.num_features, output_bias=0.0)
     self._scorer = evaluation.Scorer(self.host)
