@@ -138,6 +138,10 @@ def fetch_creditcard(fetchers=None) -> str:
       logging.info("Verified and cached the credit-card set at %s", cached)
       return cached
     except Exception as e:  # Any failure of one source means: try the next one.
+      # Said now, not only if every source fails: a user watching a slow second download
+      # should know why the first one was dropped.
+      logging.warning("Could not use %s: %s", name, str(e).splitlines()[0] if str(e) else
+                      type(e).__name__)
       tried.append(f"{name}: {e}")
     finally:
       if os.path.exists(tmp):

