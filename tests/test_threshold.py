@@ -77,3 +77,19 @@ def test_choose_reports_validation_and_test(kwargs, keys):
     assert out["value"] == pytest.approx(0.6)
     assert out["validation"]["recall"] == 0.8
     assert out["test"]["recall"] < 0.8  # scores shrank on "test": the chosen threshold misses more
+
+
+def test_a_threshold_below_the_precision_floor_or_flagging_too_many_rows_is_called_out():
+  # 10 frauds caught among 10,000 rows, with 1,990 false alarms: precision 0.005, 20% flagged.
+  bad = {"tp": 10, "fp": 1990, "tn": 8000, "fn": 0, "precision": 10 / 2000, "recall": 1.0}
+  warnings = threshold.warnings_for(bad)
+  assert len(warnings) == 2
+  assert "precision 0.0050 is below 0.01" in warnings[0]
+  assert "1990 false alarms" in warnings[0]
+  assert "20.0% of validation rows" in warnings[1]
+  good = {"tp": 9, "fp": 20, "tn": 9970, "fn": 1, "precision": 9 / 29, "recall": 0.9}
+  assert threshold.warnings_for(good) == []
+  chosen = threshold.choose(Config(target_recall=0.9), val_labels=Y, val_probabilities=P,
+                            test_labels=Y, test_probabilities=P)
+  # Half the rows flagged on this toy set: the report says so.
+  assert chosen["warnings"] == [w for w in chosen["warnings"] if "of validation rows" in w] != []
