@@ -12,10 +12,10 @@ class Scorer:
   for the eager Keras call.
   """
 
-  def __init__(self, model):
+  def __init__(self, model, jit_compile: bool = False):
     import tensorflow as tf
     self._logits = tf.function(lambda rows: model(rows, training=False), autograph=False,
-                               reduce_retracing=True)
+                               reduce_retracing=True, jit_compile=jit_compile)
 
   def __call__(self, x, batch_size: int = 65536) -> np.ndarray:
     """Logits [members, rows] of the rows of `x` (an array or a tensor), in batches."""

@@ -15,6 +15,13 @@ import numpy as np
 import tensorflow as tf
 
 
+# The counter-based generator of the dropout masks: Philox, whatever the device and mode, so
+# a step draws the same masks with and without XLA. Under XLA on CPU, TensorFlow's default
+# choice compiled to code ~13x slower than Philox's (benchmarks, BUILD.md "Performance"): that,
+# not XLA, made the compiled step slow.
+DROPOUT_RNG = "philox"
+
+
 def replica_dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
   """Dropout whose mask is a pure function of `seed`.
 
@@ -22,7 +29,7 @@ def replica_dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
   mirrored, so every replica draws the same mask. A stateless mask seeded by (run seed, step,
   replica id) differs across replicas and steps, and is reproducible on resume.
   """
-  return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
+  return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed, rng_alg=DROPOUT_RNG)
 
 
 class StackedDense(keras.layers.Layer):

@@ -68,7 +68,7 @@ class Trainer:
         global_batch_size=config.batch_size, seed=config.seed, jit_compile=self.jit_compile)
     # Evaluation runs on a single-device copy of the weights, whatever the strategy.
     self.host = build_model(config, num_features=data.num_features, output_bias=0.0)
-    self._scorer = evaluation.Scorer(self.host)
+    self._scorer = evaluation.Scorer(self.host, jit_compile=self.jit_compile)
     self.eval_metrics = Metrics()
 
   def train(self, num_steps: int, *, stop=None, epoch: int = 0) -> tuple[dict[str, float], float]:
