@@ -3,17 +3,20 @@
   python benchmarks/throughput.py --data_path=creditcard.csv.gz --json=throughput.json
   python benchmarks/throughput.py --synthetic_rows=284807          # no data file needed
 
-Four figures, each the median examples/s over `--rounds` timed epochs after `--warmup` ones:
+Figures, each the median examples/s over `--rounds` timed epochs after `--warmup` ones:
   anchor_keras_fit   the TF tutorial's recipe: `model.fit` on element-wise
                      `sample_from_datasets([pos, neg], [0.5, 0.5])` (shuffle(100000), repeat,
                      batch 2048, prefetch(2)), Dense(16, relu) -> Dropout(0.5) -> Dense(1,
                      sigmoid), Adam 1e-3, the tutorial's nine metrics.
   engine_oversample  the engine's `oversample` training as main.py runs it: the same state,
                      iterator, compiled loop and epoch function that engine/loop.py uses,
-                     all metrics on.
+                     all metrics on, compiled with XLA (the default); engine_plain the same
+                     without XLA.
   input_pipeline     the engine's training stream alone, pulled inside a tf.function.
   compute_bound      the engine's compiled training loop on one batch already in memory: what
-                     this machine can do without any input pipeline.
+                     this machine can do without any input pipeline (compute_bound_plain:
+                     without XLA).
+  engine_ensemble8   --ensemble=8 of the same model, in member-examples/s.
 
 The contenders run interleaved, one timed epoch of each per round (the Keras epochs drive the
 rounds through a callback), so a machine shared with other work slows all of them alike and
@@ -196,10 +199,6 @@ class _Rounds:
       self.rates.setdefault(name, []).append(rate)
 
 
-_METHODS = {"engine_oversample": "train", "input_pipeline": "pipeline",
-            "compute_bound": "compute_bound"}
-
-
 def main():
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--data_path", default=None, help="the credit-card CSV(.gz); default synthetic")
@@ -243,18 +242,23 @@ def main():
         f"{int(splits.y_train.sum())} positives ({time.perf_counter() - t0:.1f}s to load)",
         flush=True)
 
-  engine = EngineContenders(config, splits, timed_steps=args.engine_steps)
+  # The engine in both modes, XLA (the default on every device type) and plain, side by side.
+  engine = EngineContenders(config.replace(jit_compile="true"), splits,
+                            timed_steps=args.engine_steps)
+  plain = EngineContenders(config.replace(jit_compile="false"), splits,
+                           timed_steps=args.engine_steps)
   anchor = tutorial_model(splits.num_features)
   anchor_ds = keras_recipe.resampled_dataset(splits.x_train, splits.y_train.astype(np.float32),
                                          args.seed)
   rates: dict[str, list[float]] = {}
-  order = ["engine_oversample", "input_pipeline", "compute_bound"]
-  contenders = {name: getattr(engine, _METHODS[name]) for name in order}
+  contenders = {"engine_oversample": engine.train, "engine_plain": plain.train,
+                "input_pipeline": engine.pipeline, "compute_bound": engine.compute_bound,
+                "compute_bound_plain": plain.compute_bound}
   if args.ensemble:
-    ensemble = EngineContenders(config.replace(ensemble=args.ensemble), splits,
-                                timed_steps=args.engine_steps)
+    ensemble = EngineContenders(config.replace(jit_compile="true", ensemble=args.ensemble),
+                                splits, timed_steps=args.engine_steps)
     contenders[f"engine_ensemble{args.ensemble}"] = ensemble.train
-    order.append(f"engine_ensemble{args.ensemble}")
+  order = list(contenders)
   sweep = [int(c) for c in args.chunk_sweep.split(",") if c]
   for chunk in sweep:
     other = EngineContenders(config.replace(oversample_chunk=chunk), splits,
@@ -278,6 +282,9 @@ def main():
   train = report["engine_oversample"]["examples_per_second"]
   report["ratios"] = {
       "engine_over_anchor": train / base,
+      "xla_over_plain": train / report["engine_plain"]["examples_per_second"],
+      "plain_compute_bound_over_plain": (report["compute_bound_plain"]["examples_per_second"] /
+                                         report["engine_plain"]["examples_per_second"]),
       **({f"ensemble{args.ensemble}_over_engine":
           report[f"engine_ensemble{args.ensemble}"]["examples_per_second"] / train}
          if args.ensemble else {}),
@@ -312,9 +319,11 @@ def main():
           f"{r['input_pipeline']:>12,.0f}  (x anchor {r['engine_oversample'] / base:.1f} / "
           f"{r['input_pipeline'] / base:.1f})")
   ratios = report["ratios"]
-  print(f"\nengine / anchor          {ratios['engine_over_anchor']:8.1f}  (bar >= 40)")
+  print(f"\nengine (XLA) / anchor    {ratios['engine_over_anchor']:8.1f}  (bar >= 60)")
+  print(f"engine XLA / plain       {ratios['xla_over_plain']:8.2f}  (bar >= 2)")
+  print(f"compute bound / engine   {ratios['compute_bound_over_engine']:8.2f}  (XLA; bar <= 1.3)")
+  print(f"  the same, plain        {ratios['plain_compute_bound_over_plain']:8.2f}")
   print(f"pipeline / engine        {ratios['pipeline_over_engine']:8.2f}  (bar >= 1.5)")
-  print(f"compute bound / engine   {ratios['compute_bound_over_engine']:8.2f}  (bar <= 2)")
   if args.ensemble:
     print(f"ensemble of {args.ensemble} / engine    "
           f"{ratios[f'ensemble{args.ensemble}_over_engine']:8.2f}  (member-examples/s; bar >= 2)")
