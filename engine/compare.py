@@ -65,7 +65,7 @@ def train_all(config: Config, model_dir: str, *, load_data_fn=None) -> dict:
   run_dir.write_json(os.path.join(model_dir, COMPARISON_JSON), comparison)
   table = markdown_table(comparison)
   run_dir.write_atomic(os.path.join(model_dir, COMPARISON_MD), table)
-  print(table)
+  print(console_summary(comparison))
   return comparison
 
 
@@ -84,7 +84,7 @@ def summarise(results: dict[str, dict]) -> dict:
         "test": {k: r["test"][k] for k in TEST_KEYS},
         "validation": {k: r["validation"][k] for k in TEST_KEYS},
         "threshold": th,
-        "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+        "best_epoch": r["best_epoch"], "monitor": r["monitor"], "epochs_run": r["epochs_run"],
         "train_seconds": r["train_seconds"],
     }
 
@@ -100,24 +100,55 @@ def summarise(results: dict[str, dict]) -> dict:
   return out
 
 
-def markdown_table(comparison: dict) -> str:
-  """The comparison as a Markdown table: figures at 0.5, then at the chosen threshold."""
-  any_th = next(iter(comparison.values()))["threshold"]
-  rule = (f"fp_cost {any_th['fp_cost']:g}, fn_cost {any_th['fn_cost']:g}" if "fp_cost" in any_th
-          else f"target recall {any_th['target_recall']:g} on validation")
-  lines = [
-      "# Strategy comparison (test split)", "",
-      f"Threshold chosen on the validation split ({rule}); rank 1 is the best on validation.",
-      "",
-      "| strategy | rank | AUC | PR-AUC | precision@0.5 | recall@0.5 | FP@0.5 | FN@0.5 "
-      "| threshold | precision@t | recall@t | FP@t | FN@t |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-  ]
+def _rule(th: dict) -> tuple[str, str]:
+  """(how the threshold was chosen, what ranks the strategies), in words."""
+  if "fp_cost" in th:
+    cost = f"{th['fp_cost']:g}*FP + {th['fn_cost']:g}*FN"
+    return f"the lowest validation cost {cost}", f"the lowest validation cost {cost}"
+  return (f"the highest threshold reaching recall {th['target_recall']:g} on validation",
+          "the highest validation precision at its threshold")
+
+
+def console_summary(comparison: dict) -> str:
+  """The comparison in a few lines of at most ~100 characters (comparison.md has every column)."""
+  _, ranked = _rule(next(iter(comparison.values()))["threshold"])
+  lines = [f"Ranked by {ranked} (test figures at t):"]
   for s, c in sorted(comparison.items(), key=lambda kv: kv[1]["rank_on_validation"]):
-    t, th = c["test"], c["threshold"]
+    th, v = c["threshold"], c["validation"]
     lines.append(
-        f"| {s} | {c['rank_on_validation']} | {t['auc']:.4f} | {t['prc']:.4f} "
-        f"| {t['precision']:.4f} | {t['recall']:.4f} | {t['fp']} | {t['fn']} "
-        f"| {th['value']:.4g} | {th['test']['precision']:.4f} | {th['test']['recall']:.4f} "
-        f"| {th['test']['fp']} | {th['test']['fn']} |")
+        f"  {c['rank_on_validation']}. {s:<12} best epoch {c['best_epoch']:3d}  val prc "
+        f"{v['prc']:.4f}  t {th['value']:<9.4g} test precision {th['test']['precision']:.4f} "
+        f"recall {th['test']['recall']:.4f}" + ("  (see warnings)" if th.get("warnings") else ""))
+  return "\n".join(lines)
+
+
+def markdown_table(comparison: dict) -> str:
+  """The comparison as Markdown: the best epoch's validation figures, the same weights' test
+  figures at the chosen threshold and at 0.5, and the thresholds that are called out."""
+  first = next(iter(comparison.values()))
+  chosen, ranked = _rule(first["threshold"])
+  lines = [
+      "# Strategy comparison", "",
+      f"Each strategy's weights are those of its best epoch by {first.get('monitor', 'val_prc')}"
+      f" (column `best epoch`); `val` columns are that epoch's validation figures, `test` "
+      "columns the same weights on the test split. AUC and PR-AUC are exact (over all "
+      f"predictions). The threshold `t` is {chosen}. Rank 1 has {ranked}; test figures play no "
+      "part in the ranking.", "",
+      "| strategy | rank | best epoch | val PR-AUC | test AUC | test PR-AUC | t | val precision@t "
+      "| test precision@t | test recall@t | test FP@t | test FN@t | test precision@0.5 "
+      "| test recall@0.5 | test FP@0.5 | test FN@0.5 |",
+      "|---" * 16 + "|",
+  ]
+  called_out = []
+  for s, c in sorted(comparison.items(), key=lambda kv: kv[1]["rank_on_validation"]):
+    t, v, th = c["test"], c["validation"], c["threshold"]
+    lines.append(
+        f"| {s} | {c['rank_on_validation']} | {c['best_epoch']} | {v['prc']:.4f} "
+        f"| {t['auc']:.4f} | {t['prc']:.4f} | {th['value']:.4g} "
+        f"| {th['validation']['precision']:.4f} | {th['test']['precision']:.4f} "
+        f"| {th['test']['recall']:.4f} | {th['test']['fp']} | {th['test']['fn']} "
+        f"| {t['precision']:.4f} | {t['recall']:.4f} | {t['fp']} | {t['fn']} |")
+    called_out += [f"- **{s}**, t = {th['value']:.4g}: {w}" for w in th.get("warnings", [])]
+  if called_out:
+    lines += ["", "## Thresholds to distrust", ""] + called_out
   return "\n".join(lines) + "\n"

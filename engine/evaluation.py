@@ -111,15 +111,47 @@ def exact_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
   }
 
 
-def format_table(rows: dict[str, dict[str, float]]) -> str:
-  """A plain-text table: one row per split/run, one column per metric."""
-  cols = ["loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc"]
+TABLE_COLUMNS = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc")
+RESULTS_COLUMNS = ("threshold", "tp", "fp", "tn", "fn", "precision", "recall", "auc", "prc",
+                   "loss")
+
+
+def _cell(column: str, value, width: int) -> str:
+  if value is None:
+    return f"{'-':>{width}}"
+  if isinstance(value, (int, np.integer)):
+    return f"{value:>{width}d}"
+  # A threshold can be 1e-5 on calibrated scores: significant digits, not decimals.
+  return f"{value:>{width}.4g}" if column == "threshold" else f"{value:>{width}.4f}"
+
+
+def format_table(rows: dict[str, dict[str, float]], columns=TABLE_COLUMNS) -> str:
+  """A plain-text table: one row per split/run, one column per metric; '-' where a row has none.
+
+  Columns are as narrow as their names allow, so the results table fits 100 columns.
+  """
   width = max(len(k) for k in rows) + 2
-  lines = [" " * width + "".join(f"{c:>11}" for c in cols)]
+  widths = [max(len(c), 6) + 2 for c in columns]
+  lines = [" " * width + "".join(f"{c:>{w}}" for c, w in zip(columns, widths))]
   for name, vals in rows.items():
-    cells = []
-    for c in cols:
-      v = vals.get(c, float("nan"))
-      cells.append(f"{v:>11d}" if isinstance(v, int) else f"{v:>11.4f}")
-    lines.append(f"{name:<{width}}" + "".join(cells))
+    lines.append(f"{name:<{width}}" + "".join(_cell(c, vals.get(c), w)
+                                              for c, w in zip(columns, widths)))
   return "\n".join(lines)
+
+
+def results_table(results: dict) -> str:
+  """The end of a training run on screen: a title saying which weights and which threshold,
+  then validation and test at 0.5 and at the chosen threshold (`@t`)."""
+  th = results["threshold"]
+  rule = (f"recall >= {th['target_recall']:g}" if "target_recall" in th else
+          f"lowest {th['fp_cost']:g}*FP + {th['fn_cost']:g}*FN")
+  weights = results.get("weights", {})
+  which = (f"best epoch ({weights['epoch']})" if weights.get("which") == "best" else
+           "last weights")
+  at_t = {"threshold": th["value"]}
+  rows = {"validation": {"threshold": 0.5, **results["validation"]},
+          "test": {"threshold": 0.5, **results["test"]},
+          "validation @t": {**at_t, **th["validation"]}, "test @t": {**at_t, **th["test"]}}
+  return (f"Metrics of the {which}; auc and prc over all predictions.\n"
+          f"@t: the threshold chosen on validation for {rule}.\n"
+          + format_table(rows, RESULTS_COLUMNS))

@@ -140,8 +140,8 @@ def start(config: Config, model_dir: str, *, data: Data, strategy, distribution:
   epoch_steps = steps_per_epoch(config)
   bias = losses.initial_bias(counts, config.strategy, config.positive_fraction)
   weights = losses.class_weights(counts, config.strategy, config.positive_fraction)
-  logging.info("Strategy %s: class weights %s, initial output bias %.4f, %d steps per epoch",
-               config.strategy, np.round(weights, 4).tolist(), bias, epoch_steps)
+  logging.info("Strategy %s: class weights %s, initial output bias %.4f, %d steps/epoch",
+               config.strategy, [round(float(w), 4) for w in weights], bias, epoch_steps)
   state = train_state.create(config, num_features=data.num_features, output_bias=bias,
                              strategy=strategy)
   ckpts = checkpointing.Checkpoints(
@@ -191,11 +191,21 @@ def fit(run: Run, stop: preemption.StopRequest) -> dict | None:
     eta = progress.eta_seconds(epochs_done=epoch - start_epoch,
                                epochs_total=config.epochs - start_epoch,
                                seconds_so_far=time.perf_counter() - t0)
-    logging.info("epoch %3d | step %6d | %9.0f examples/s | ETA %s | train %s | val %s%s", epoch,
-                 state.step, train["examples_per_second"], progress.format_duration(eta),
-                 _fmt(train), _fmt(validation), " | best" if improved else
-                 f" | wait {int(state.early_stopping.wait.numpy())}")
+    logging.info("%s", progress.epoch_line(
+        epoch=epoch, train=train, validation=validation, eta_seconds=eta,
+        extra=monitored_name(config), status="best" if improved else
+        f"wait {int(state.early_stopping.wait.numpy())}"))
   return None
+
+
+def monitored_name(config: Config) -> str:
+  """The key of the monitored metric in `Trainer.evaluate`'s dict.
+
+  `auc` and `prc` are the exact areas; `--monitor=val_prc_exact` (the default) and
+  `val_auc_exact` are accepted as their older, explicit names.
+  """
+  return {"prc_exact": "prc", "auc_exact": "auc"}.get(config.monitor_metric,
+                                                        config.monitor_metric)
 
 
 def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
@@ -207,7 +217,7 @@ def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
       best weights by its own PR-AUC; a single model's best is the monitor's).
   """
   state = run.state
-  improved = state.early_stopping.update(validation[run.config.monitor_metric], epoch)
+  improved = state.early_stopping.update(validation[monitored_name(run.config)], epoch)
   if run.config.ensemble > 1 and members:
     better = state.member_best.update([m["prc"] for m in members], epoch)
   else:  # One member: its best is the monitor's best.
@@ -261,7 +271,7 @@ def final_report(run: Run) -> tuple[dict, dict]:
     _save(run)
   results, scored, members = _restore_best(run), {}, {}
   for split in ("validation", "test"):
-    results[split], y, p, members[split] = run.trainer.evaluate(split, exact=True)
+    results[split], y, p, members[split] = run.trainer.evaluate(split)
     scored[split] = (y, p)
   if config.ensemble > 1:
     best_epochs = state.member_best.best_epoch.numpy()
@@ -270,6 +280,8 @@ def final_report(run: Run) -> tuple[dict, dict]:
   results["threshold"] = thresholds.choose(
       config, val_labels=scored["validation"][0], val_probabilities=scored["validation"][1],
       test_labels=scored["test"][0], test_probabilities=scored["test"][1])
+  for warning in results["threshold"]["warnings"]:
+    logging.warning("Threshold %.4g: %s", results["threshold"]["value"], warning)
   results.update({
       "strategy": config.strategy, "distribution": run.distribution,
       "num_replicas": run.strategy.num_replicas_in_sync, "epochs_run": int(state.epoch.numpy()),
@@ -309,18 +321,15 @@ def publish(run: Run, results: dict, scored: dict) -> None:
     with guard("the results", run.model_dir):
       _write_results(run, results, scored)
   run.summaries.close()
-  th = results["threshold"]
-  print(evaluation.format_table({
-      "validation": results["validation"], "test": results["test"],
-      f"val@{th['value']:.4g}": th["validation"], f"test@{th['value']:.4g}": th["test"]}))
+  print(evaluation.results_table(results))
 
 
 def _write_results(run: Run, results: dict, scored: dict) -> None:
   """The test summaries, the export (the host model holds the reported weights), results.json."""
   run.summaries.scalars("test", results["test"], results["best_epoch"])
+  run.summaries.best_epoch(results["validation"], results["best_epoch"])
   run.summaries.evaluation(results, scored, results["best_epoch"])
-  run.summaries.hparams(run.config, {"test": ["auc", "prc", "precision", "recall"],
-                                     "validation": ["auc", "prc", "loss"]})
+  run.summaries.hparams(run.config)
   export_dir = export.export_model(
       run.trainer.host, run.data.preprocessor, threshold=results["threshold"],
       logit_shift=run.trainer.logit_shift, export_dir=os.path.join(run.model_dir, export.EXPORT_DIR))
@@ -328,6 +337,3 @@ def _write_results(run: Run, results: dict, scored: dict) -> None:
                results["weights"]["which"], results["threshold"]["value"], export_dir)
   run_dir.write_json(os.path.join(run.model_dir, run_dir.RESULTS_FILE), results)
 
-
-def _fmt(values: dict[str, float], keys=("loss", "auc", "prc", "precision", "recall")) -> str:
-  return " ".join(f"{k} {values[k]:.4f}" for k in keys)

@@ -1,4 +1,9 @@
-"""The streaming metrics, as Keras metric objects, and their `{name: float}` results."""
+"""The streaming metrics, as Keras metric objects, and their `{name: float}` results.
+
+Names: `auc` and `prc` always mean the exact areas over all predictions (engine/evaluation.py);
+the 200-threshold Keras estimates here are `auc_streaming` and `prc_streaming`, in the training
+stream's metrics as everywhere else, so one name never carries two numbers.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import tensorflow as tf
 
 from engine import losses
 
-METRIC_NAMES = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc")
+METRIC_NAMES = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall",
+                "auc_streaming", "prc_streaming")
 
 
 class Metrics:
@@ -26,10 +32,11 @@ class Metrics:
         "accuracy": keras.metrics.BinaryAccuracy(name="accuracy"),
         "precision": keras.metrics.Precision(name="precision"),
         "recall": keras.metrics.Recall(name="recall"),
-        # 200 evenly spaced thresholds (Keras' default): an approximation of the exact curves
-        # that the final evaluation computes over all test predictions.
-        "auc": keras.metrics.AUC(name="auc"),
-        "prc": keras.metrics.AUC(curve="PR", name="prc"),
+        # 200 evenly spaced thresholds (Keras' default): an approximation of the exact areas
+        # that the evaluation computes over all predictions; it reads low where the scores
+        # crowd near 0 or 1.
+        "auc_streaming": keras.metrics.AUC(name="auc_streaming"),
+        "prc_streaming": keras.metrics.AUC(curve="PR", name="prc_streaming"),
     }
 
     # Compiled once: eagerly, reading the two 200-threshold AUCs and resetting the ten metrics

@@ -1,4 +1,9 @@
-"""What a user waiting on a run sees: the ETA in each epoch line, and a bar inside long epochs."""
+"""What a user sees on the console: the epoch lines with their ETA, a bar inside long epochs, and
+the closing block saying where the run's files are.
+
+The console is meant for a 100-column terminal: the config lives in config.json and TensorBoard,
+every other metric in TensorBoard and results.json, under the names the console uses.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,48 @@ def format_duration(seconds: float) -> str:
   if s < 3600:
     return f"{s // 60}m{s % 60:02d}s"
   return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _rate(examples_per_second: float) -> str:
+  if examples_per_second >= 1e4:
+    return f"{examples_per_second / 1e3:.0f}k"
+  return f"{examples_per_second:.0f}"
+
+
+def epoch_line(*, epoch: int, train: dict, validation: dict, eta_seconds: float, status: str,
+               extra: str = "prc") -> str:
+  """One epoch in ~90 characters: the training loss, the validation loss and exact PR-AUC
+  (and the monitored metric if it is another), speed, ETA, and whether the epoch was the best.
+
+  Names are the TensorBoard tags of the `train` and `validation` runs; `prc` is exact.
+  """
+  val = " ".join(f"{k} {validation[k]:.4f}" for k in dict.fromkeys(("loss", "prc", extra)))
+  return (f"epoch {epoch:3d}  train loss {train['loss']:.4f}  val {val}  "
+          f"{_rate(train['examples_per_second'])} ex/s  ETA {format_duration(eta_seconds)}  "
+          f"{status}")
+
+
+def closing_block(model_dir: str, runs: list[str], comparison: bool = False) -> list[str]:
+  """Where to look next: results, exports, logs, and the TensorBoard command.
+
+  Args:
+    model_dir: the directory the command wrote.
+    runs: the run directories under it (`[model_dir]` for one run).
+    comparison: whether model_dir holds comparison.md and comparison.json.
+  """
+  import os
+  import shlex
+  # Several runs share a parent: one shell brace pattern keeps each line short.
+  where = runs[0] if len(runs) == 1 else os.path.join(
+      model_dir, "{" + ",".join(os.path.basename(r) for r in runs) + "}")
+  lines = []
+  if comparison:
+    lines.append(f"Comparison:  {os.path.join(model_dir, 'comparison.md')} (and .json)")
+  lines.append(f"Results:     {os.path.join(where, 'results.json')}")
+  lines.append(f"Export:      {os.path.join(where, 'export')}")
+  lines.append(f"Logs:        {os.path.join(where, 'logs')}")
+  lines.append(f"TensorBoard: tensorboard --logdir {shlex.quote(model_dir)}")
+  return lines
 
 
 class EpochBar:

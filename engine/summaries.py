@@ -1,4 +1,10 @@
-"""The one place that writes TensorBoard summaries."""
+"""The one place that writes TensorBoard summaries.
+
+Runs under `<model_dir>/logs`: `train` and `validation` per epoch; `test` (the best weights' test
+metrics) and `validation_best` (the best epoch's validation metrics, again, with `best_epoch`),
+both at the best epoch's step; and `logs` itself, the HParams session. A tag means what it means
+in results.json: `auc` and `prc` are exact, `auc_streaming` and `prc_streaming` Keras' estimates.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,16 @@ import numpy as np
 import tensorflow as tf
 
 
+BEST_VALIDATION = "validation_best"
+# The HParams table's columns: {run: [tags]}. The validation figures come from the best epoch
+# (the HParams plugin reads a tag's last value, which in `validation` is the last epoch's).
+HPARAMS_METRICS = {BEST_VALIDATION: ["best_epoch", "prc", "auc", "loss"],
+                   "test": ["prc", "auc", "precision", "recall", "loss"]}
+
+
 class Summaries:
-  """Writers for `<model_dir>/logs/{train,validation,test}` (and `logs` itself, for hparams).
+  """Writers for `<model_dir>/logs/{train,validation,test,validation_best}` (and `logs` itself,
+  for hparams).
 
   A no-op where `enabled` is False.
   """
@@ -57,18 +71,24 @@ class Summaries:
       w.close()
 
   def pr_curve(self, name: str, tag: str, labels: np.ndarray, probabilities: np.ndarray,
-               step: int, num_thresholds: int = 201) -> None:
-    """A precision-recall curve for TensorBoard's PR Curves dashboard.
+               step: int, max_points: int = 256) -> None:
+    """A precision-recall curve for TensorBoard's PR Curves dashboard, from the exact scores.
 
-    The plugin's `pb` builds the curve on the host from all predictions; the summary protobuf
-    goes into the same event file as the scalars through `write_raw_pb`.
+    The plugin's own `pb` counts at evenly spaced thresholds in [0, 1]; an oversampled model
+    scores most frauds near 1, so its curve showed only recall 0.8-1.0. The points here are
+    taken where the data is (`pr_points`). The plugin labels point i of n with the threshold
+    i/(n-1), not the score: the description says so.
     """
     if not self.enabled:
       return
     from tensorboard.plugins.pr_curve import summary as pr_summary
-    pb = pr_summary.pb(tag, labels=np.asarray(labels).astype(bool),
-                       predictions=np.asarray(probabilities, np.float32),
-                       num_thresholds=num_thresholds)
+    tp, fp, tn, fn = pr_points(labels, probabilities, max_points)
+    pb = pr_summary.raw_data_pb(
+        tag, true_positive_counts=tp, false_positive_counts=fp, true_negative_counts=tn,
+        false_negative_counts=fn, precision=tp / np.maximum(tp + fp, 1),
+        recall=tp / np.maximum(tp + fn, 1), num_thresholds=len(tp),
+        description="Exact precision and recall at score quantiles and at every fraud caught "
+                    "(up to the last); the threshold axis is the point's index, not its score.")
     with self.writer(name).as_default(step=step):
       tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=step)
 
@@ -80,16 +100,20 @@ class Summaries:
     with self.writer(name).as_default(step=step):
       tf.summary.image(tag, np.asarray(rgb, np.uint8)[np.newaxis])
 
-  def hparams(self, config, metrics: dict[str, list[str]]) -> None:
+  def best_epoch(self, validation: dict[str, float], epoch: int) -> None:
+    """The best epoch's validation metrics (as `validation` holds them at that step), and the
+    epoch, in the `validation_best` run: what the HParams table shows beside the test ones."""
+    self.scalars(BEST_VALIDATION, {**validation, "best_epoch": epoch}, epoch)
+
+  def hparams(self, config) -> None:
     """The run's hyperparameters, for the HParams dashboard, at `<model_dir>/logs`.
 
     The run directory `logs` is the HParams session; its metrics are the scalars of its
-    sub-runs, named by group ("test", "validation"), so runs of every strategy under one
-    --logdir line up in one table.
+    sub-runs (HPARAMS_METRICS), so runs of every strategy under one --logdir line up in one
+    table: the best epoch, its validation metrics and the same weights' test metrics.
 
     Args:
       config: the run's Config.
-      metrics: {group: [scalar tags]} to list as the session's metrics.
     """
     if not self.enabled:
       return
@@ -105,7 +129,7 @@ class Summaries:
         hp.HParam("target_recall"): config.target_recall,
     }
     hp_metrics = [hp.Metric(tag, group=group, display_name=f"{group}/{tag}")
-                  for group, tags in metrics.items() for tag in tags]
+                  for group, tags in HPARAMS_METRICS.items() for tag in tags]
     with self.writer("").as_default(step=0):
       hp.hparams_config(hparams=list(values), metrics=hp_metrics)
       hp.hparams(values, trial_id=config.strategy)
@@ -132,3 +156,34 @@ class Summaries:
     self.image("test", "roc_curve", plots.roc_curve(y, p, "test ROC"), step)
     self.image("test", "pr_curve_image", plots.pr_curve(y, p, "test PR", threshold), step)
     self.image("test", "reliability", plots.reliability(y, p, "test calibration"), step)
+
+
+def _spread(indices: np.ndarray, n: int) -> np.ndarray:
+  """At most `n` of `indices`, evenly spaced, the first and the last included."""
+  if len(indices) <= n:
+    return indices
+  return indices[np.linspace(0, len(indices) - 1, n).round().astype(int)]
+
+
+def pr_points(labels: np.ndarray, probabilities: np.ndarray, max_points: int = 256,
+              ) -> tuple[np.ndarray, ...]:
+  """Confusion counts (tp, fp, tn, fn) at thresholds where the scores are, increasing.
+
+  Candidates are the distinct scores (a threshold at a score flags every row scored at least
+  that). Half the points go to the scores at which a fraud is caught, so recall is resolved
+  from the first fraud to the last however the scores crowd; half to evenly spaced ranks, so
+  the false positives are resolved too.
+  """
+  y = np.asarray(labels).astype(bool)
+  p = np.asarray(probabilities, np.float64)
+  order = np.argsort(-p, kind="stable")
+  ranked_p, ranked_y = p[order], y[order]
+  last = np.flatnonzero(np.r_[ranked_p[1:] != ranked_p[:-1], True])  # End of each tie group.
+  tp_all = np.cumsum(ranked_y)[last]
+  catches = np.flatnonzero(np.diff(np.r_[0, tp_all]))
+  pick = np.unique(np.r_[_spread(catches, max_points // 2),
+                         _spread(np.arange(len(last)), max_points - max_points // 2)])
+  tp = tp_all[pick][::-1].astype(np.float64)  # Increasing threshold, as the plugin reads them.
+  fp = (last[pick] + 1)[::-1] - tp
+  positives = float(y.sum())
+  return tp, fp, len(y) - positives - fp, positives - tp

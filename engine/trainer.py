@@ -87,30 +87,30 @@ class Trainer:
     return run_steps(self._loop, self._iterator, self.train_metrics, steps=num_steps,
                      steps_per_loop=self.config.steps_per_loop, stop_requested=stop, bar=bar)
 
-  def evaluate(self, split: str, *, exact: bool = False):
+  def evaluate(self, split: str):
     """Scores `split` once with the current weights (members averaged, prior corrected).
 
+    Every epoch and the final report call this, so a name means the same number in both: the
+    exact metrics of engine/evaluation.py (`loss`, `brier`, the counts at 0.5, `auc`, `prc` over
+    all predictions), plus the 200-threshold Keras estimates as `auc_streaming` and
+    `prc_streaming`.
+
     Returns:
-      (metrics, labels, probabilities, member_areas): the streaming metrics of the split,
-      under their usual names, plus `auc_exact` and `prc_exact` over all predictions; with
-      `exact`, the exact metrics (engine/evaluation.py) under the usual names instead, and the
-      streaming ROC-AUC and PR-AUC as `auc_streaming` and `prc_streaming`. `member_areas` is
-      each member's {"auc", "prc"}, exact.
+      (metrics, labels, probabilities, member_areas); `member_areas` is each member's exact
+      {"auc", "prc"}.
     """
     self.host.set_weights(self.state.model.get_weights())
     labels, logits = self.data.predictions(split, self._scorer)
     members = evaluation.member_probabilities(logits, self.logit_shift)
     probabilities = members.mean(axis=0)
+    out = evaluation.exact_metrics(labels, probabilities)
     streaming = self.eval_metrics.evaluate(labels, probabilities)
-    if exact:
-      out = evaluation.exact_metrics(labels, probabilities)
-      out.update(auc_streaming=streaming["auc"], prc_streaming=streaming["prc"])
+    out.update(auc_streaming=streaming["auc_streaming"], prc_streaming=streaming["prc_streaming"])
+    if len(members) == 1:  # A single model is its own only member: its areas are known.
+      areas = [{"auc": out["auc"], "prc": out["prc"]}]
     else:
-      out = dict(streaming)
-      out["auc_exact"], out["prc_exact"] = evaluation.roc_auc_and_average_precision(
-          labels, probabilities)
-    areas = [dict(zip(("auc", "prc"), evaluation.roc_auc_and_average_precision(labels, m)))
-             for m in members]
+      areas = [dict(zip(("auc", "prc"), evaluation.roc_auc_and_average_precision(labels, m)))
+               for m in members]
     return out, labels, probabilities, areas
 
 

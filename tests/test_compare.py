@@ -30,6 +30,15 @@ def test_all_writes_one_run_per_strategy_and_the_comparison(all_run):
     assert os.path.exists(os.path.join(all_run, s, "export", "saved_model.pb"))
   table = open(os.path.join(all_run, compare.COMPARISON_MD)).read()
   assert all(f"| {s} |" in table for s in STRATEGIES)
+  # It names what ranks the strategies and which epoch's weights it reports.
+  assert "Rank 1 has the highest validation precision at its threshold" in table
+  assert "best epoch by val_prc_exact" in table
+  for s, c in comparison.items():
+    assert c["best_epoch"] == read_json(os.path.join(all_run, s, "results.json"))["best_epoch"]
+    assert f"| {s} | {c['rank_on_validation']} | {c['best_epoch']} | " in table
+    # A threshold that is called out in the run is called out in the table.
+    for warning in c["threshold"]["warnings"]:
+      assert f"- **{s}**, t = {c['threshold']['value']:.4g}: {warning}" in table
   assert os.path.exists(os.path.join(all_run, compare.INITIAL_WEIGHTS + ".index"))
 
 
@@ -45,7 +54,15 @@ def test_runs_start_from_the_saved_weights_with_their_own_bias(all_run):
   # The oversampled stream's prior is its positive fraction (default 0.05): bias log(p/(1-p)).
   assert "Strategy oversample: class weights [1.0, 1.0], initial output bias -2.9444" in log
   # One line per epoch with its ETA; no progress bar in a log (stdout is not a terminal).
-  assert log.count("| ETA ") == 3 * 2 and "steps, " not in log
+  assert log.count("  ETA ") == 3 * 2 and "steps, " not in log
+  # The closing block names both comparison files and the TensorBoard command.
+  assert f"Comparison:  {os.path.join(all_run, 'comparison.md')} (and .json)" in log
+  assert f"TensorBoard: tensorboard --logdir {all_run}" in log
+  # Readable in a terminal (TensorFlow's expected retracing warnings were ~700 characters),
+  # with the model_dir of the Workflow's example instead of this test's long temporary one.
+  lines = log.replace(all_run, "runs/all").splitlines()
+  assert max(len(line) for line in lines) <= 120, max(lines, key=len)
+  assert '"strategy": "oversample"' not in log  # No config dump claiming one strategy.
 
 
 def test_export_reproduces_the_engine_test_predictions(all_run):
