@@ -9,14 +9,15 @@
   python main.py --mode=predict --export_dir=runs/oversample/export --data_path=new.csv \
       --output=scores.csv
 
-This is the only file that reads flags. It turns them into one `engine.Config`, logs it, and
-calls `engine.train_and_evaluate`. Bad flags or bad data end with one line on stderr and exit
+This is the only file that reads flags. It turns them into one `engine.Config` (written to
+config.json and TensorBoard; on screen with `-v 1`), and calls `engine.train_and_evaluate`. Bad flags or bad data end with one line on stderr and exit
 code 2.
 """
 
 from __future__ import annotations
 
 import gc
+import logging as std_logging
 import os
 import sys
 
@@ -124,6 +125,24 @@ flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (t
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --distribution=tpu.")
 
 
+class ConsoleFormatter(std_logging.Formatter):
+  """`12:34:56 message`, and `warning: ` before warnings and errors.
+
+  absl's prefix (level, date, microseconds, thread id, file:line) is ~45 characters of every
+  line; the console is read in a 100-column terminal, and the file:line is for developers.
+  """
+
+  def __init__(self):
+    super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+  def format(self, record):
+    line = super().format(record)
+    if record.levelno >= std_logging.WARNING:
+      stamp, _, message = line.partition(" ")
+      line = f"{stamp} {record.levelname.lower()}: {message}"
+    return line
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
   """One line on stderr, then exit: for the user's mistakes, never a traceback."""
   sys.stderr.write(f"error: {message}\n")
@@ -131,12 +150,24 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
   sys.exit(code)
 
 
+HELP_FLAGS = ("--help", "-help", "-?", "--helpfull", "-helpfull", "--helpshort", "-helpshort",
+              "--helpxml", "-helpxml")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, with its errors turned into one line and exit code 2."""
+  """absl's parser, with its errors turned into one line and exit code 2.
+
+  absl's help flags print the usage and exit with status 1; help that was asked for and given
+  is a success, so those exit 0.
+  """
   try:
     return FLAGS(argv)
   except flags.Error as e:
     fail(str(e).splitlines()[0])
+  except SystemExit as e:
+    if e.code == 1 and any(a.split("=")[0] in HELP_FLAGS for a in argv[1:]):
+      sys.exit(0)
+    raise
 
 
 def config_from_flags():
@@ -199,6 +230,7 @@ def main(argv: list[str]) -> None:
     fail(f"unexpected argument(s): {' '.join(argv[1:])} (flags take the form --name=value)")
   # Logs go to stdout; stderr carries only errors, so a failed run's stderr is its reason.
   logging.get_absl_handler().python_handler.stream = sys.stdout
+  logging.get_absl_handler().setFormatter(ConsoleFormatter())
   # Importing TensorFlow (and pandas) creates ~400k Python objects, and the garbage collector
   # ran ~5 full collections over the growing heap meanwhile: ~0.7 s of a ~3.4 s import on a
   # 2-core machine. None of those objects is garbage. So no collection until the imports are
@@ -244,13 +276,19 @@ def run_mode(config, background) -> None:
   quiet = ("functional_saver", "signature_serialization", "builder_impl", "fingerprinting_utils")
   logging.get_absl_handler().addFilter(
       lambda r: r.levelno > logging.converter.STANDARD_INFO or r.module not in quiet)
+  # `--strategy=all` builds one Trainer, with its own compiled functions, per strategy: the
+  # traces TensorFlow counts as "retracing" are those, expected, and each warning is ~700
+  # characters of console.
+  logging.get_absl_handler().addFilter(
+      lambda r: "triggered tf.function retracing" not in r.getMessage())
   from engine.config import ConfigError
   from input_pipeline.errors import DataError
   model_dir = FLAGS.model_dir or os.path.join("runs", FLAGS.strategy)
   if FLAGS.mode in ("predict", "evaluate"):
     use_export(config)
     return
-  logging.info("Config:\n%s", config.to_json())
+  # The whole config is in config.json and TensorBoard's Text tab; on screen only with -v 1.
+  logging.debug("Config:\n%s", config_json(config))
   if FLAGS.mode == "prepare":
     prepare(config)
     return
@@ -272,10 +310,21 @@ def run_mode(config, background) -> None:
   if results.get("preempted"):
     logging.info("Checkpoint saved at step %d; the same command resumes.", results["step"])
     return
-  written = os.path.join(model_dir, "comparison.json" if FLAGS.strategy == "all" else
-                         "results.json")
+  compared = FLAGS.strategy == "all"
+  written = os.path.join(model_dir, "comparison.json" if compared else "results.json")
   if os.path.exists(written):  # Not on multi-worker non-chiefs.
-    logging.info("Wrote %s", written)
+    from engine import progress
+    from engine.config import STRATEGIES
+    runs = [os.path.join(model_dir, s) for s in STRATEGIES] if compared else [model_dir]
+    print("\n".join(["", *progress.closing_block(model_dir, runs, comparison=compared)]))
+
+
+def config_json(config) -> str:
+  """The config as JSON; with --strategy=all, `"strategy": "all"`, not the stand-in value."""
+  import json
+  fields = json.loads(config.to_json())
+  fields["strategy"] = FLAGS.strategy
+  return json.dumps(fields, indent=2)
 
 
 def prepare(config) -> None:

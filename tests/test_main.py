@@ -1,7 +1,9 @@
 """End-to-end: the real entry point, in fresh processes, shrunk from the production config."""
 
 import os
+import re
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -9,7 +11,17 @@ from tests.conftest import read_json, run_main
 
 TINY = ("--dataset=synthetic", "--synthetic_rows=20000", "--batch_size=256",
         "--steps_per_epoch=5", "--eval_batch_size=1024")
+# `auc` and `prc` are exact wherever they appear; Keras' estimates are `*_streaming`.
 METRICS = {"loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc"}
+TRAIN_METRICS = {"loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall",
+                 "auc_streaming", "prc_streaming"}
+STREAMING = {"auc_streaming", "prc_streaming"}
+EPOCH_LINE = re.compile(r"epoch +(\d+)  train loss ")
+
+
+def tf_array(proto):
+  return np.frombuffer(proto.tensor_content, np.float32).reshape(
+      [d.size for d in proto.tensor_shape.dim])
 
 
 def _tags(log_dir):
@@ -51,12 +63,47 @@ def test_end_to_end_writes_results_checkpoints_and_logs(tiny_run):
     assert os.path.exists(os.path.join(model_dir, name))
   train_tags = _tags(os.path.join(model_dir, "logs", "train"))
   val_tags = _tags(os.path.join(model_dir, "logs", "validation"))
-  assert METRICS | {"examples_per_second"} <= train_tags
-  assert METRICS | {"auc_exact", "prc_exact"} <= val_tags
-  assert METRICS <= _tags(os.path.join(model_dir, "logs", "test"))
+  assert TRAIN_METRICS | {"examples_per_second"} == train_tags - {"config"}  # config: Text
+  assert METRICS | STREAMING | {"brier"} == val_tags - {"pr_curve/pr_curves"}
+  assert METRICS | STREAMING | {"brier"} <= _tags(os.path.join(model_dir, "logs", "test"))
+  # The oversampled model's PR curve, from its exact scores, spans recall from <= 0.1 to 1, and
+  # resolves the first fraud caught (1 of 7 test positives here).
+  acc = EventAccumulator(os.path.join(model_dir, "logs", "test"), size_guidance={"tensors": 0})
+  acc.Reload()
+  (curve,) = acc.Tensors("pr_curve/pr_curves")
+  recall = tf_array(curve.tensor_proto)[5]
+  positives = results["data"]["test"]["positives"]
+  assert recall.min() <= 0.1 and recall.max() == 1.0
+  assert np.isclose(recall, 1 / positives).any()
   # One log line per epoch, on stdout; stderr stays empty on success.
-  assert sum("| step" in line for line in proc.stdout.splitlines()) == 3
+  assert sum(bool(EPOCH_LINE.search(line)) for line in proc.stdout.splitlines()) == 3
   assert proc.stderr.strip() == ""
+
+
+def test_the_console_fits_a_terminal_and_says_where_to_look_next(tiny_run):
+  model_dir, proc = tiny_run
+  lines = proc.stdout.splitlines()
+  assert max(len(line) for line in lines) <= 120, max(lines, key=len)
+  # The config is in config.json and TensorBoard, not on screen (-v 1 brings it back).
+  assert "Config:" not in proc.stdout and '"learning_rate"' not in proc.stdout
+  # The results table says which threshold each row is at.
+  assert any(line.split()[:2] == ["test", "0.5"] for line in lines)
+  assert any(line.startswith("test @t ") for line in lines)
+  assert "@t: the threshold chosen on validation for recall >= 0.9." in proc.stdout
+  # The closing block: results, export, logs and the TensorBoard command.
+  assert lines[-4:] == [f"Results:     {model_dir}/results.json",
+                        f"Export:      {model_dir}/export", f"Logs:        {model_dir}/logs",
+                        f"TensorBoard: tensorboard --logdir {model_dir}"]
+
+
+def test_help_exits_0_and_verbose_shows_the_config(tmp_path):
+  for flag in ("--help", "--helpfull"):
+    proc = run_main(flag)
+    assert proc.returncode == 0 and "--strategy" in proc.stdout, proc.stderr
+  proc = run_main(*TINY, "--epochs=1", "--strategy=baseline", f"--model_dir={tmp_path}",
+                  "-v", "1")
+  assert proc.returncode == 0, proc.stderr
+  assert "Config:" in proc.stdout and '"strategy": "baseline"' in proc.stdout
 
 
 def test_rerun_resumes_and_matches_an_uninterrupted_run(tiny_run, tmp_path):
@@ -74,7 +121,7 @@ def test_rerun_resumes_and_matches_an_uninterrupted_run(tiny_run, tmp_path):
     assert resumed["test"][key] == pytest.approx(straight["test"][key], abs=1e-6), key
   # A finished run started again does no more work.
   third = run_main(*TINY, "--epochs=3", f"--model_dir={model_dir}", "--deterministic")
-  assert third.returncode == 0 and "| step" not in third.stdout
+  assert third.returncode == 0 and not EPOCH_LINE.search(third.stdout)
 
 
 def test_fresh_starts_over(tiny_run, tmp_path):
