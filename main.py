@@ -105,9 +105,9 @@ flags.DEFINE_boolean("deterministic", False, "Seed everything and enable op dete
                      "run (and a resumed run) is reproducible.")
 
 # Early stopping and checkpoints.
-flags.DEFINE_string("monitor", "val_prc_exact", "Validation metric for early stopping and the "
-                    "best checkpoint: val_ + prc_exact or auc_exact (over all predictions), or a "
-                    "streaming one: loss, auc, prc, precision, recall, accuracy, tp, fp, tn, fn.")
+flags.DEFINE_string("monitor", "val_prc", "Validation metric for early stopping and the "
+                    "best checkpoint, computed on the whole validation split: val_ + prc or auc "
+                    "(exact areas), loss, precision, recall, accuracy, tp, fp, tn, fn.")
 flags.DEFINE_integer("patience", 10, "Epochs without improvement before stopping.")
 flags.DEFINE_integer("checkpoints_to_keep", 3, "Latest checkpoints kept.")
 flags.DEFINE_float("checkpoint_interval_seconds", 30.0, "Write the latest checkpoint (and the "

@@ -14,9 +14,9 @@ from typing import Any
 STRATEGIES = ("baseline", "class_weight", "oversample")
 DISTRIBUTIONS = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 DATASETS = ("creditcard", "synthetic")
-# Metrics the early-stopping monitor may name: `val_` + one of these.
-# `auc_exact` and `prc_exact` are computed over all validation predictions; the others are the
-# streaming Keras metrics.
+# Metrics the early-stopping monitor may name: `val_` + one of these, as the loop computes them
+# on the whole validation split (`auc` and `prc` exact, over all predictions; `*_exact` are
+# their older names).
 MONITORABLE = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc",
                "auc_exact", "prc_exact")
 
@@ -80,7 +80,7 @@ class Config:
   deterministic: bool = False
 
   # Early stopping.
-  monitor: str = "val_prc_exact"
+  monitor: str = "val_prc"
   patience: int = 10
 
   # Distribution.

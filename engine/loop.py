@@ -201,7 +201,7 @@ def fit(run: Run, stop: preemption.StopRequest) -> dict | None:
 def monitored_name(config: Config) -> str:
   """The key of the monitored metric in `Trainer.evaluate`'s dict.
 
-  `auc` and `prc` are the exact areas; `--monitor=val_prc_exact` (the default) and
+  `auc` and `prc` are the exact areas; `--monitor=val_prc_exact` and
   `val_auc_exact` are accepted as their older, explicit names.
   """
   return {"prc_exact": "prc", "auc_exact": "auc"}.get(config.monitor_metric,

@@ -32,7 +32,7 @@ def test_all_writes_one_run_per_strategy_and_the_comparison(all_run):
   assert all(f"| {s} |" in table for s in STRATEGIES)
   # It names what ranks the strategies and which epoch's weights it reports.
   assert "Rank 1 has the highest validation precision at its threshold" in table
-  assert "best epoch by val_prc_exact" in table
+  assert "best epoch by val_prc" in table
   for s, c in comparison.items():
     assert c["best_epoch"] == read_json(os.path.join(all_run, s, "results.json"))["best_epoch"]
     assert f"| {s} | {c['rank_on_validation']} | {c['best_epoch']} | " in table
