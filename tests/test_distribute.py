@@ -220,7 +220,7 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_they_resume(tmp_p
 
   with _reaped([start(0, 10000), start(1, 10000)]) as procs:
     deadline = time.time() + 180
-    while "epoch   2 |" not in (tmp_path / "worker0-10000.out").read_text():
+    while "epoch   2  train" not in (tmp_path / "worker0-10000.out").read_text():
       assert time.time() < deadline and procs[0][0].poll() is None, "worker 0 never reached epoch 2"
       time.sleep(0.2)
     procs[1][0].send_signal(signal.SIGTERM)  # only worker 1 is told

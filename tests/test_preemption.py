@@ -43,7 +43,7 @@ def _wait_for_epoch(proc, epoch, timeout=240):
     if not line:
       break
     seen.append(line)
-    if f"epoch {epoch:3d} |" in line:
+    if f"epoch {epoch:3d}  train" in line:
       return seen
   proc.kill()
   raise AssertionError("epoch %d never logged:\n%s" % (epoch, "".join(seen[-20:])))
