@@ -56,6 +56,9 @@ class StackedDense(keras.layers.Layer):
                                 initializer=keras.initializers.Constant(self.bias_value))
 
   def call(self, x):
+    if x.shape.rank == 2:  # One member, rows [B, in]: a plain matmul (see Classifier.call).
+      kernel = tf.reshape(self.kernel, self.kernel.shape[1:])
+      return self.activation(tf.matmul(x, kernel) + self.bias[0])
     return self.activation(tf.matmul(x, self.kernel) + self.bias[:, tf.newaxis, :])
 
 
@@ -82,8 +85,14 @@ class Classifier(keras.Model):
 
   def call(self, x, training=False, dropout_seed=None):
     """Logits [K, B] of rows [B, F] (every member scores every row) or [K, B, F] (each its own).
+
+    One member runs on 2-D rows with plain matmuls: on CPU a batched matmul of one [B, in] by
+    [in, out] measured ~2x the cost of the plain one, for the same numbers.
     """
-    if x.shape.rank == 2:
+    single = self.members == 1
+    if single:
+      x = tf.reshape(x, [-1, x.shape[-1]])
+    elif x.shape.rank == 2:
       x = tf.broadcast_to(x[tf.newaxis], tf.concat([[self.members], tf.shape(x)], 0))
     for i, layer in enumerate(self.hidden):
       x = layer(x)
@@ -91,7 +100,8 @@ class Classifier(keras.Model):
         if dropout_seed is None:
           raise ValueError("training with dropout needs a dropout_seed")
         x = replica_dropout(x, self.rate, tf.random.experimental.stateless_fold_in(dropout_seed, i))
-    return tf.squeeze(self.logit(x), axis=-1)
+    logits = tf.squeeze(self.logit(x), axis=-1)
+    return logits[tf.newaxis] if single else logits
 
 
 def build_model(config, *, num_features: int, output_bias: float) -> Classifier:
