@@ -129,3 +129,30 @@ def test_the_compiled_step_draws_masks_alike_and_trains_like_the_plain_one():
   assert auc_a > 0.98 and abs(auc_a - auc_b) < 0.005
   # Both count every example of the last 20 steps.
   assert ra["tp"] + ra["fp"] + ra["tn"] + ra["fn"] == rb["tp"] + rb["fp"] + rb["tn"] + rb["fn"]
+
+
+def test_each_member_of_an_ensemble_trains_exactly_as_it_would_alone():
+  # Member k of seed s starts from the weights of a single model of seed s + 7919 k, and its
+  # rows are the k-th block of the batch: one SGD step (its update is the gradient itself, so
+  # any scaling of a member's loss shows) must give each member the single model's weights.
+  x, y = _separable(512)
+  batch = (tf.constant(x), tf.constant(y, tf.int32))
+
+  def step(config):
+    model = build_model(config, num_features=6, output_bias=0.0)
+    optimizer = tf.keras.optimizers.SGD(0.5)
+    optimizer.build(model.trainable_variables)
+    loop = make_train_loop(model=model, optimizer=optimizer,
+                           strategy=tf.distribute.get_strategy(), metrics=Metrics(),
+                           class_weights=np.ones(2, np.float32), global_batch_size=256, seed=0)
+    loop(_SameBatch(config_batch[config.ensemble, config.seed]), tf.constant(1))
+    return [w.copy() for w in model.get_weights()]
+
+  base = Config(batch_size=256, dropout=0.0, strategy="baseline", hidden_units=(8,))
+  config_batch = {(2, 0): batch, (1, 0): tuple(t[:256] for t in batch),
+                  (1, 7919): tuple(t[256:] for t in batch)}
+  ensemble = step(base.replace(ensemble=2))
+  for k, seed in enumerate((0, 7919)):
+    alone = step(base.replace(seed=seed))
+    for e, a in zip(ensemble, alone):
+      np.testing.assert_allclose(e[k], a[0], rtol=1e-5, atol=1e-6)
