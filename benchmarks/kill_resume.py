@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPOCH_LINE = re.compile(r"epoch +(\d+)  train loss")
 KEYS = ("loss", "auc", "prc", "tp", "fp", "tn", "fn", "precision", "recall")
 
 
@@ -64,8 +66,9 @@ def main():
     target = epochs_seen + rng.randint(1, max(1, reference["epochs_run"] // (args.kills + 1)))
     last = None
     for line in proc.stdout:
-      if "| step" in line:
-        last = int(line.split("epoch")[1].split("|")[0])
+      epoch = EPOCH_LINE.search(line)  # main.py's console: "HH:MM:SS epoch  12  train loss ..."
+      if epoch:
+        last = int(epoch.group(1))
         if last >= target:
           break
     delay = rng.uniform(0.0, 0.5)

@@ -20,14 +20,20 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EPOCH_LINE = re.compile(r"epoch +(\d+) \| step +\d+ \| +([\d.]+) examples/s")
+def examples_per_second_by_epoch(model_dir: str) -> list[float]:
+  """The training examples/s of each epoch, as the run wrote them to TensorBoard."""
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  from tensorboard.util import tensor_util
+  acc = EventAccumulator(os.path.join(model_dir, "logs", "train"), size_guidance={"tensors": 0})
+  acc.Reload()
+  events = sorted(acc.Tensors("examples_per_second"), key=lambda e: e.step)
+  return [float(tensor_util.make_ndarray(e.tensor_proto)) for e in events]
 
 
 def run(cmd: list[str], log_path: str) -> dict:
@@ -54,8 +60,7 @@ def train(name: str, data_flags: list[str], args) -> dict:
          "--patience=1000", *args.extra]
   log_path = os.path.join(args.workdir, f"train-{name}.log")
   out = run(cmd, log_path)
-  with open(log_path) as f:
-    per_epoch = [float(m.group(2)) for m in EPOCH_LINE.finditer(f.read())]
+  per_epoch = examples_per_second_by_epoch(model_dir)
   with open(os.path.join(model_dir, "results.json")) as f:
     results = json.load(f)
   out.update({"examples_per_second": round(statistics.median(per_epoch[1:] or per_epoch)),
