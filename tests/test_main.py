@@ -169,3 +169,28 @@ def test_bad_flags_fail_with_one_line(flags, message, tmp_path):
   assert len(lines) == 1 and message in lines[0], proc.stderr
   assert "Traceback" not in proc.stderr
   assert not model_dir.exists()
+
+
+ENSEMBLE = ("--dataset=synthetic", "--synthetic_rows=20000", "--batch_size=256",
+            "--steps_per_epoch=10", "--ensemble=3", "--deterministic")
+
+
+def test_an_ensemble_resumes_exactly_and_trains_on_two_replicas(tmp_path):
+  straight = run_main(*ENSEMBLE, "--epochs=3", f"--model_dir={tmp_path / 'straight'}")
+  assert straight.returncode == 0, straight.stderr[-3000:]
+  first = run_main(*ENSEMBLE, "--epochs=1", f"--model_dir={tmp_path / 'resumed'}")
+  assert first.returncode == 0, first.stderr[-3000:]
+  second = run_main(*ENSEMBLE, "--epochs=3", f"--model_dir={tmp_path / 'resumed'}")
+  assert second.returncode == 0 and "Resumed from" in second.stdout, second.stderr[-3000:]
+  a = read_json(str(tmp_path / "straight" / "results.json"))
+  b = read_json(str(tmp_path / "resumed" / "results.json"))
+  assert a["ensemble"] == 3 and len(a["members"]) == 3 and a["steps"] == b["steps"] == 30
+  for key in ("loss", "auc", "prc", "tp", "fp"):
+    assert b["test"][key] == pytest.approx(a["test"][key], abs=1e-6), key
+  assert [m["best_epoch"] for m in a["members"]] == [m["best_epoch"] for m in b["members"]]
+  mirrored = run_main(*ENSEMBLE, "--epochs=3", "--logical_cpus=2", "--distribution=mirrored",
+                      f"--model_dir={tmp_path / 'mirrored'}")
+  assert mirrored.returncode == 0, mirrored.stderr[-3000:]
+  m = read_json(str(tmp_path / "mirrored" / "results.json"))
+  assert (m["num_replicas"], m["ensemble"], m["steps"]) == (2, 3, 30)
+  assert m["test"]["auc"] == pytest.approx(a["test"]["auc"], abs=0.02) and m["test"]["auc"] > 0.9
