@@ -118,8 +118,13 @@ class Config:
 
   @property
   def monitor_metric(self) -> str:
-    """The metric name the monitor refers to, without the `val_` prefix."""
-    return self.monitor[len("val_"):]
+    """The validation metric the monitor names, without the `val_` prefix.
+
+    `prc` and `auc` are the exact areas; `prc_exact` and `auc_exact`, their older names, mean
+    the same metrics.
+    """
+    name = self.monitor[len("val_"):]
+    return {"prc_exact": "prc", "auc_exact": "auc"}.get(name, name)
 
   @property
   def monitor_higher_is_better(self) -> bool:

@@ -193,19 +193,9 @@ def fit(run: Run, stop: preemption.StopRequest) -> dict | None:
                                seconds_so_far=time.perf_counter() - t0)
     logging.info("%s", progress.epoch_line(
         epoch=epoch, train=train, validation=validation, eta_seconds=eta,
-        extra=monitored_name(config), status="best" if improved else
+        extra=config.monitor_metric, status="best" if improved else
         f"wait {int(state.early_stopping.wait.numpy())}"))
   return None
-
-
-def monitored_name(config: Config) -> str:
-  """The key of the monitored metric in `Trainer.evaluate`'s dict.
-
-  `auc` and `prc` are the exact areas; `--monitor=val_prc_exact` and
-  `val_auc_exact` are accepted as their older, explicit names.
-  """
-  return {"prc_exact": "prc", "auc_exact": "auc"}.get(config.monitor_metric,
-                                                        config.monitor_metric)
 
 
 def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
@@ -217,18 +207,17 @@ def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
       best weights by its own PR-AUC; a single model's best is the monitor's).
   """
   state = run.state
-  improved = state.early_stopping.update(validation[monitored_name(run.config)], epoch)
+  improved = state.early_stopping.update(validation[run.config.monitor_metric], epoch)
+  scalars = dict(validation)
   if run.config.ensemble > 1 and members:
     better = state.member_best.update([m["prc"] for m in members], epoch)
+    scalars.update({f"member_{k}/{name}": v for k, m in enumerate(members) for name, v in m.items()})
   else:  # One member: its best is the monitor's best.
     better = state.member_best.mark(np.array([improved]), epoch)
   state.epoch.assign(epoch)
   state.epoch_start_step.assign(state.step)
   if better.any():
     run.ckpts.keep_best(state.step, members=better)
-  scalars = dict(validation)
-  if run.config.ensemble > 1 and members:
-    scalars.update({f"member_{k}/{name}": v for k, m in enumerate(members) for name, v in m.items()})
   with guard("the epoch's summaries", os.path.join(run.model_dir, "logs")):
     run.summaries.scalars("train", train, epoch)
     run.summaries.scalars("validation", scalars, epoch)

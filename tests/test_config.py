@@ -92,3 +92,9 @@ def test_costs(fp, fn, ok):
   else:
     with pytest.raises(ConfigError, match="cost"):
       Config(fp_cost=fp, fn_cost=fn)
+
+
+@pytest.mark.parametrize("monitor,metric", [("val_prc_exact", "prc"), ("val_auc_exact", "auc")])
+def test_the_older_exact_names_mean_the_exact_areas(monitor, metric):
+  c = Config(monitor=monitor)
+  assert c.monitor_metric == metric and c.monitor_higher_is_better
