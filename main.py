@@ -63,11 +63,28 @@ flags.DEFINE_boolean("fresh", False, "Start over: remove the run in --model_dir 
 flags.DEFINE_enum("dataset", "creditcard", ["creditcard", "synthetic"],
                   "Without --data_path: the credit-card fraud set (fetched, verified, cached) or "
                   "a synthetic credit-card-shaped set made from --seed.")
-flags.DEFINE_string("data_path", None, "A local CSV or CSV.gz with a 0/1 label column; every "
-                    "other column is a numeric feature.")
+flags.DEFINE_string("data_path", None, "A local CSV or CSV.gz with a 0/1 label column. Other "
+                    "columns are numeric features (empty cells filled with the training median) "
+                    "or, when they hold text, categorical ones; see --id_columns, "
+                    "--time_column, --categorical_columns.")
 flags.DEFINE_string("label_column", "Class", "Name of the label column.")
-flags.DEFINE_boolean("drop_invalid_rows", False, "Drop rows with NaN/Inf features (and log how "
-                     "many) instead of refusing the file.")
+flags.DEFINE_boolean("drop_invalid_rows", False, "Drop rows with Inf, extreme or non-numeric "
+                     "values in numeric columns (and log how many) instead of refusing the file.")
+flags.DEFINE_list("categorical_columns", [], "Integer-coded columns to treat as categories "
+                  "(text columns are categories already).")
+flags.DEFINE_list("id_columns", [], "Columns kept out of the model and copied into "
+                  "--mode=predict output, e.g. a transaction ID.")
+flags.DEFINE_string("time_column", None, "The column that orders the rows (numbers or "
+                    "date-times); never a feature. Needed by --split=time.")
+flags.DEFINE_enum("split", "random", ["random", "time"], "random: stratified by class, seeded; "
+                  "time: train on the past, the last --test_fraction of the rows in time is "
+                  "test and the --validation_fraction before it validation.")
+flags.DEFINE_integer("max_categories", 100, "Most frequent values kept per categorical column; "
+                     "the others share an out-of-vocabulary bucket.")
+flags.DEFINE_integer("min_category_count", 10, "Training rows a category needs to get its own "
+                     "bucket.")
+flags.DEFINE_integer("max_distinct_values", 1_000_000, "Refuse a categorical column with more "
+                     "distinct values than this (its counts would not fit in memory).")
 flags.DEFINE_integer("synthetic_rows", 284_807, "Rows of --dataset=synthetic.")
 flags.DEFINE_float("validation_fraction", 0.16, "Share of rows in the validation split.")
 flags.DEFINE_float("test_fraction", 0.20, "Share of rows in the test split.")
@@ -181,6 +198,10 @@ def config_from_flags():
       dataset=FLAGS.dataset, data_path=FLAGS.data_path, label_column=FLAGS.label_column,
       drop_invalid_rows=FLAGS.drop_invalid_rows, synthetic_rows=FLAGS.synthetic_rows,
       validation_fraction=FLAGS.validation_fraction, test_fraction=FLAGS.test_fraction,
+      categorical_columns=tuple(FLAGS.categorical_columns), id_columns=tuple(FLAGS.id_columns),
+      time_column=FLAGS.time_column, split=FLAGS.split, max_categories=FLAGS.max_categories,
+      min_category_count=FLAGS.min_category_count,
+      max_distinct_values=FLAGS.max_distinct_values,
       # `all` is expanded by engine.compare; its configs are validated as oversample's, the
       # strictest (the chunk must divide the batch).
       strategy="oversample" if FLAGS.strategy == "all" else FLAGS.strategy,

@@ -14,6 +14,7 @@ from typing import Any
 STRATEGIES = ("baseline", "class_weight", "oversample")
 DISTRIBUTIONS = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 DATASETS = ("creditcard", "synthetic")
+SPLITS = ("random", "time")
 # Metrics the early-stopping monitor may name: `val_` + one of these, as the loop computes them
 # on the whole validation split (`auc` and `prc` exact, over all predictions; `*_exact` are
 # their older names).
@@ -45,6 +46,20 @@ class Config:
   validation_fraction: float = 0.16
   test_fraction: float = 0.20
   clip: float = 5.0
+  # Column roles (input_pipeline/columns.py): integer-coded categories, identifiers kept out of
+  # the model (and copied into predict output), and the time column `--split=time` orders by.
+  categorical_columns: tuple[str, ...] = ()
+  id_columns: tuple[str, ...] = ()
+  time_column: str | None = None
+  # "random": stratified and seeded; "time": the last rows in time are test, the ones before
+  # them validation (train on the past, test on the future).
+  split: str = "random"
+  # A category's vocabulary: its values seen at least `min_category_count` times in training,
+  # the `max_categories` most frequent; the rest share one bucket. More distinct values than
+  # `max_distinct_values` are refused: counting them would not fit in memory.
+  max_categories: int = 100
+  min_category_count: int = 10
+  max_distinct_values: int = 1_000_000
   # A directory written by `main.py --mode=prepare` (TFRecord shards + metadata): train from it
   # in a streaming way instead of loading a CSV into memory.
   prepared_dir: str | None = None
@@ -110,7 +125,8 @@ class Config:
 
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
-    d["hidden_units"] = list(self.hidden_units)
+    for name in ("hidden_units", "categorical_columns", "id_columns"):
+      d[name] = list(getattr(self, name))
     return d
 
   def to_json(self) -> str:
@@ -143,9 +159,22 @@ def validate(c: Config) -> None:
            f"must be one of {', '.join(DISTRIBUTIONS)}")
   _require(c.dataset in DATASETS, "dataset", c.dataset, f"must be one of {', '.join(DATASETS)}")
   _require(bool(c.label_column), "label_column", c.label_column, "must not be empty")
+  _require(c.split in SPLITS, "split", c.split, f"must be one of {', '.join(SPLITS)}")
+  _require(c.split != "time" or bool(c.time_column), "time_column", c.time_column,
+           "--split=time needs --time_column=<the column that orders the rows>")
+  roles = {"categorical_columns": c.categorical_columns, "id_columns": c.id_columns,
+           "time_column": (c.time_column,) if c.time_column else ()}
+  for field, names in roles.items():
+    _require(c.label_column not in names, field, ",".join(names),
+             f"names the label column '{c.label_column}'")
+    for other, other_names in roles.items():
+      both = sorted(set(names) & set(other_names))
+      _require(other == field or not both, field, ",".join(names),
+               f"'{both[0] if both else ''}' is also in --{other}: a column has one role")
   for name in ("epochs", "batch_size", "patience", "steps_per_loop", "eval_batch_size",
                "oversample_chunk", "checkpoints_to_keep", "synthetic_rows", "prepare_chunk_rows",
-               "prepare_shards"):
+               "prepare_shards", "max_categories", "min_category_count",
+               "max_distinct_values"):
     value = getattr(c, name)
     _require(isinstance(value, int) and value > 0, name, value, "must be a positive integer")
   _require(c.steps_per_epoch is None or c.steps_per_epoch > 0, "steps_per_epoch",

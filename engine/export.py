@@ -1,14 +1,16 @@
 """The deployable model: a SavedModel that takes raw columns and returns score and decision.
 
   <model_dir>/export/
-    saved_model.pb, variables/   signatures `serving_default` (one named float64 input per raw
-                                 CSV column) and `score_rows` (a [batch, columns] matrix in
-                                 `raw_columns` order)
-    assets.extra/serving.json    raw columns, their signature names, the threshold and how it
-                                 was chosen: what a caller needs without loading TensorFlow
+    saved_model.pb, variables/   signature `serving_default`: one named input per raw feature
+                                 column, float64 for a numeric one (NaN: a gap), string for a
+                                 categorical one ("": a gap)
+    assets.extra/serving.json    raw columns, their signature names and types, the ID columns,
+                                 the threshold and how it was chosen: what a caller needs
+                                 without loading TensorFlow
 
-The cleaning and scaling fitted on the training split (input_pipeline/preprocessing.py) run
-inside the model, so a serving system sends the CSV's columns as they are.
+The preprocessing fitted on the training split (input_pipeline/preprocessing.py: medians,
+scaling, vocabularies) runs inside the model, so a serving system sends the CSV's columns as
+they are; a category never seen in training is scored through the out-of-vocabulary bucket.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from input_pipeline import columns as columns_lib
 from input_pipeline.errors import DataError
 from input_pipeline.preprocessing import Preprocessor
 
@@ -63,17 +66,17 @@ class ServingModule(tf.Module):
     self.threshold = tf.Variable(threshold, dtype=tf.float64, trainable=False, name="threshold")
     self.logit_shift = tf.Variable(logit_shift, dtype=tf.float64, trainable=False,
                                    name="logit_shift")
-    columns = preprocessor.raw_columns
-    self.input_names = input_names(columns)
-    # No Python control flow on tensors in either: autograph would only slow the tracing.
-    self.score_rows = tf.function(
-        self._score_rows, autograph=False,
-        input_signature=[tf.TensorSpec([None, len(columns)], tf.float64, name="rows")])
-    specs = {n: tf.TensorSpec([None], tf.float64, name=n) for n in self.input_names}
+    self.columns = preprocessor.raw_columns
+    self.input_names = input_names(self.columns)
+    categorical = set(preprocessor.categorical_columns)
+    specs = {n: tf.TensorSpec([None], tf.string if c in categorical else tf.float64, name=n)
+             for c, n in zip(self.columns, self.input_names)}
+    # No Python control flow on tensors: autograph would only slow the tracing.
     self.serve = tf.function(self._serve, input_signature=[specs], autograph=False)
 
-  def _score_rows(self, rows):
-    features = self.preprocessor.tf_call(rows)
+  def _serve(self, inputs):
+    raw = {c: inputs[n] for c, n in zip(self.columns, self.input_names)}
+    features = self.preprocessor.tf_call(raw)
     logits = self.model(features, training=False)  # [members, batch]
     # Sigmoid in float64 of the prior-corrected logit, averaged over the members, as the
     # engine's evaluation does, so scores match it on equal logits and the float64 threshold
@@ -81,9 +84,6 @@ class ServingModule(tf.Module):
     probability = tf.reduce_mean(tf.sigmoid(tf.cast(logits, tf.float64) + self.logit_shift),
                                  axis=0)
     return {"probability": probability, "decision": probability >= self.threshold}
-
-  def _serve(self, columns):
-    return self._score_rows(tf.stack([columns[n] for n in self.input_names], axis=1))
 
 
 def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_dir: str,
@@ -103,9 +103,13 @@ def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_d
   if tf.io.gfile.exists(tmp):
     tf.io.gfile.rmtree(tmp)
   tf.saved_model.save(module, tmp, signatures={
-      "serving_default": module.serve.get_concrete_function(),
-      "score_rows": module.score_rows.get_concrete_function()})
+      "serving_default": module.serve.get_concrete_function()})
+  categorical = set(preprocessor.categorical_columns)
   info = {"raw_columns": preprocessor.raw_columns, "input_names": module.input_names,
+          "input_types": ["string" if c in categorical else "float64"
+                          for c in preprocessor.raw_columns],
+          "categorical_columns": preprocessor.categorical_columns,
+          "id_columns": preprocessor.id_columns, "time_column": preprocessor.time_column,
           "label_column": preprocessor.label_column, "logit_shift": logit_shift,
           "threshold": {k: v for k, v in threshold.items() if k not in ("validation", "test")}}
   os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
@@ -129,36 +133,58 @@ class ExportedModel:
     with open(info_path) as f:
       self.info = json.load(f)
     self.loaded = tf.saved_model.load(export_dir)
-    self._score = self.loaded.signatures["score_rows"]
+    self._serve = self.loaded.signatures["serving_default"]
 
   @property
   def raw_columns(self) -> list[str]:
     return self.info["raw_columns"]
 
   @property
+  def id_columns(self) -> list[str]:
+    return self.info.get("id_columns", [])
+
+  @property
   def threshold(self) -> float:
     return float(self.info["threshold"]["value"])
 
-  def score(self, frame, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities float64, decisions bool) for the rows of `frame`.
+  def inputs(self, frame) -> dict[str, np.ndarray]:
+    """The signature's inputs from the raw columns of `frame` (any order, extra columns ignored).
 
     Raises:
-      DataError: a raw column is missing, or holds non-numeric or non-finite values.
+      DataError: a raw column is missing, a numeric one holds text or Inf.
     """
     missing = [c for c in self.raw_columns if c not in frame.columns]
     if missing:
       raise DataError(f"missing feature column(s): {', '.join(missing)}")
-    try:
-      rows = frame[self.raw_columns].to_numpy(np.float64)
-    except (ValueError, TypeError) as e:
-      raise DataError(f"feature columns must be numeric: {e}") from None
-    bad = ~np.isfinite(rows).all(axis=1)
-    if bad.any():
-      raise DataError(f"{int(bad.sum())} row(s) have NaN or Inf features, e.g. row "
-                      f"{int(np.flatnonzero(bad)[0])}")
+    out = {}
+    types = self.info.get("input_types", ["float64"] * len(self.raw_columns))
+    for column, name, kind in zip(self.raw_columns, self.info["input_names"], types):
+      if kind == "string":
+        out[name] = columns_lib.category_strings(frame[column]).astype(str).astype(object)
+        continue
+      values, text = columns_lib.numeric_values(frame, (column,))
+      if text.any():
+        i = int(np.flatnonzero(text[:, 0])[0])
+        raise DataError(f"column '{column}' was numeric in training but holds text here, "
+                        f"e.g. {str(frame[column].iloc[i])!r} in data row {i} (0-based)")
+      if np.isinf(values).any():
+        raise DataError(f"column '{column}' holds Inf in {int(np.isinf(values).sum())} row(s), "
+                        f"e.g. data row {int(np.flatnonzero(np.isinf(values[:, 0]))[0])}")
+      out[name] = values[:, 0]
+    return out
+
+  def score(self, frame, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities float64, decisions bool) for the rows of `frame`; empty numeric cells are
+    gaps (filled with the training median), as in training.
+
+    Raises:
+      DataError: see `inputs`.
+    """
+    inputs = self.inputs(frame)
     probs, decisions = [], []
-    for start in range(0, len(rows), batch_size):
-      out = self._score(rows=tf.constant(rows[start:start + batch_size]))
+    for start in range(0, len(frame), batch_size):
+      out = self._serve(**{n: tf.constant(v[start:start + batch_size])
+                           for n, v in inputs.items()})
       probs.append(out["probability"].numpy())
       decisions.append(out["decision"].numpy())
     if not probs:

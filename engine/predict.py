@@ -42,9 +42,9 @@ def check_output(output: str) -> None:
 def predict(config: Config, export_dir: str, output: str) -> pd.DataFrame:
   """Scores every row of config.data_path with the export; writes and returns the scores.
 
-  The output has one row per input row, in order: an id column if the input has one (else
-  `row`, the 0-based row number), `probability` and `decision` (1 if flagged at the export's
-  threshold).
+  The output has one row per input row, in order: the run's ID columns (`--id_columns` at
+  training; else a column named like an id if the input has one; else `row`, the 0-based row
+  number), then `probability` and `decision` (1 if flagged at the export's threshold).
 
   Raises:
     ConfigError: no --data_path or --output, or an --output that cannot be written.
@@ -56,11 +56,15 @@ def predict(config: Config, export_dir: str, output: str) -> pd.DataFrame:
   frame = _read(config)
   model = ExportedModel(export_dir)
   probabilities, decisions = model.score(frame)
-  id_col = next((c for c in ID_COLUMNS if c in frame.columns and c not in model.raw_columns),
-                None)
-  ids = frame[id_col].to_numpy() if id_col else np.arange(len(frame))
-  scores = pd.DataFrame({id_col or "row": ids, "probability": probabilities,
-                         "decision": decisions.astype(np.int64)})
+  ids = [c for c in model.id_columns if c in frame.columns]
+  if len(ids) < len(model.id_columns):
+    logging.warning("ID column(s) %s of the training data are not in %s; numbering the rows",
+                    ", ".join(c for c in model.id_columns if c not in ids), config.data_path)
+  if not ids and not model.id_columns:
+    ids = [c for c in ID_COLUMNS if c in frame.columns and c not in model.raw_columns][:1]
+  scores = frame[ids].copy() if ids else pd.DataFrame({"row": np.arange(len(frame))})
+  scores["probability"] = probabilities
+  scores["decision"] = decisions.astype(np.int64)
   try:
     scores.to_csv(output, index=False, float_format="%.10g")
   except OSError as e:

@@ -38,7 +38,8 @@ PREPARED_METADATA_FILE = "metadata.json"
 # columns is reported as other features, the plainer reason.
 MODEL_FIELDS = ("strategy", "hidden_units", "ensemble", "label_column", "dataset")
 DATA_FIELDS = ("data_path", "prepared_dir", "synthetic_rows", "seed", "validation_fraction",
-               "test_fraction", "clip", "drop_invalid_rows")
+               "test_fraction", "clip", "drop_invalid_rows", "categorical_columns", "id_columns",
+               "time_column", "split", "max_categories", "min_category_count")
 COMPATIBLE_FIELDS = MODEL_FIELDS + DATA_FIELDS
 # Compared as absolute paths: the same file named from another directory is the same file.
 PATH_FIELDS = ("data_path", "prepared_dir")
@@ -196,9 +197,12 @@ def check_compatible(model_dir: str, config: Config, feature_names: list[str]) -
     recorded = old_data.get(field) if old_data and field in old_data else old.get(field)
     old[field], new[field] = _abspath(recorded), _abspath(new[field])
 
+  # A run written before a field existed ran with its default.
+  defaults = Config().to_dict()
+
   def check(fields):
     for field in fields:
-      if old.get(field) != new[field]:
+      if old.get(field, defaults[field]) != new[field]:
         raise ConfigError(f"--model_dir={model_dir} holds a run with {field}="
                           f"{old.get(field)!r}, not {new[field]!r}; use another --model_dir or "
                           "pass --fresh")

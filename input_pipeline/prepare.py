@@ -2,16 +2,21 @@
 
 `prepare(config, output_dir)` reads the CSV twice, in chunks of `config.prepare_chunk_rows`
 rows, and never holds the whole file:
-  pass 1: validate and clean each chunk exactly as the in-memory path does
-          (`preprocessing.validate_features`, `Preprocessor.clean`), assign every row to
-          train/validation/test, and accumulate the training rows' mean and variance
-          (Chan et al.'s pairwise merge, in float64, so chunking does not change the result);
-  pass 2: scale with those statistics (`Preprocessor.transform`) and write the rows in blocks
+  pass 1: check and clean each chunk exactly as the in-memory path does (column roles from the
+          first chunk, `columns.read_rows`, `Preprocessor.clean`), assign every row to
+          train/validation/test, and accumulate the training rows' statistics with the same
+          `fitting.Fitter` the in-memory path uses (moments merged pairwise in float64, a
+          hash-chosen sample for the medians, category counts for the vocabularies), so
+          chunking does not change the result;
+  pass 2: encode with those statistics (`Preprocessor.encode`) and write the rows in blocks
           (the format is input_pipeline/prepared.py's): the training split into per-class
           shards, validation and test into shards of their own.
 `metadata.json` is written last, so a directory without it is an interrupted preparation.
 
-The split is a hash of (row number in the file, seed), not a shuffle of the whole file: every
+With `--split=time` a first pass reads only the time and label columns (8 bytes a row are held)
+and orders the rows as `preprocessing.time_split` does in memory: the same rows go to each split.
+
+The random split is a hash of (row number in the file, seed), not a shuffle of the whole file: every
 row lands in test with probability test_fraction and in validation with validation_fraction,
 independently of every other row. Each class is therefore split in those proportions only in
 expectation (on the credit-card set's 492 positives the test split's positive count has a
@@ -31,22 +36,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from input_pipeline import preprocessing, sources
+from input_pipeline import columns, preprocessing, sources
 from input_pipeline.errors import DataError
+from input_pipeline.fitting import Fitter, RunningMoments, splitmix64  # noqa: F401
 from input_pipeline.prepared import (BLOCK_ROWS, FORMAT_VERSION, METADATA_FILE, SPLITS,
                                      encode_block)
 
 # ---------------------------------------------------------------------------------------------
 # The split: a hash of the row number.
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-  """A bijective 64-bit mixer (Steele et al.): consecutive inputs give unrelated outputs."""
-  with np.errstate(over="ignore"):
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 def assign_splits(rows: np.ndarray, *, seed: int, validation_fraction: float,
@@ -62,48 +59,13 @@ def assign_splits(rows: np.ndarray, *, seed: int, validation_fraction: float,
   Returns:
     int8 array like `rows`.
   """
-  keys = np.asarray(rows, np.uint64) ^ _splitmix64(np.full(1, seed, np.uint64))
-  u = (_splitmix64(keys) >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # [0, 1)
+  keys = np.asarray(rows, np.uint64) ^ splitmix64(np.full(1, seed, np.uint64))
+  u = (splitmix64(keys) >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # [0, 1)
   out = np.zeros(len(keys), np.int8)
   out[u < test_fraction + validation_fraction] = 1
   out[u < test_fraction] = 2
   return out
 
-
-# ---------------------------------------------------------------------------------------------
-# Streaming statistics.
-
-
-@dataclasses.dataclass
-class RunningMoments:
-  """Count, mean and sum of squared deviations, merged chunk by chunk (Chan et al. 1979).
-
-  Merging per-chunk (mean, M2) instead of summing x and x^2 avoids the cancellation of the
-  naive formula; the result equals numpy's mean/std over all rows to float64 rounding.
-  """
-
-  count: int = 0
-  mean: np.ndarray | None = None
-  m2: np.ndarray | None = None
-
-  def update(self, x: np.ndarray) -> None:
-    n = len(x)
-    if n == 0:
-      return
-    mean = x.mean(axis=0)
-    m2 = ((x - mean) ** 2).sum(axis=0)
-    if self.count == 0:
-      self.count, self.mean, self.m2 = n, mean, m2
-      return
-    total = self.count + n
-    delta = mean - self.mean
-    self.mean = self.mean + delta * (n / total)
-    self.m2 = self.m2 + m2 + delta ** 2 * (self.count * n / total)
-    self.count = total
-
-  def std(self) -> np.ndarray:
-    """Population standard deviation (ddof=0), like the in-memory path's `np.std`."""
-    return np.sqrt(self.m2 / self.count)
 
 # ---------------------------------------------------------------------------------------------
 # Preparation.
@@ -126,14 +88,14 @@ def _all_files(files: dict) -> list[str]:
   return files["train"]["0"] + files["train"]["1"] + files["validation"] + files["test"]
 
 
-def _csv_chunks(path: str, chunk_rows: int):
+def _csv_chunks(path: str, chunk_rows: int, usecols=None):
   """(first row number, frame) for each chunk of the CSV; DataError for an unreadable file."""
   sources.check_csv_path(path)
   try:
     start = 0
-    with pd.read_csv(path, chunksize=chunk_rows) as reader:
+    with pd.read_csv(path, chunksize=chunk_rows, usecols=usecols) as reader:
       for frame in reader:
-        if len(frame.columns) < 2:
+        if usecols is None and len(frame.columns) < 2:
           raise DataError(f"{path} has {len(frame.columns)} column(s); need a label and at "
                           "least one feature")
         yield start, frame
@@ -149,15 +111,56 @@ def _csv_chunks(path: str, chunk_rows: int):
     raise DataError(f"{path} is not a readable CSV file: {first}") from None
 
 
-def _clean_chunk(frame: pd.DataFrame, start: int, config, pre):
-  """(row numbers, cleaned float64 features, labels) of one chunk, validated."""
+def _read_chunk(frame: pd.DataFrame, start: int, config, pre):
+  """(checked rows, cleaned numeric features, the unfitted preprocessor) of one chunk.
+
+  `pre` is None for the first chunk: its columns decide the roles of every chunk's.
+  """
   frame = frame.set_axis(np.arange(start, start + len(frame)), axis=0)
-  features, labels = preprocessing.validate_features(
-      frame, config.label_column, config.drop_invalid_rows, require_both_classes=False)
   if pre is None:
-    pre = preprocessing.unfitted_preprocessor(list(map(str, features.columns)), config)
-  rows = features.index.to_numpy()
-  return rows, pre.clean(features).to_numpy(), labels, pre
+    pre = preprocessing.unfitted_preprocessor(columns.assign_roles(frame, config), config)
+  roles = columns.Roles(label=config.label_column, numeric=tuple(pre.numeric_columns),
+                        categorical=tuple(pre.categorical_columns), ids=tuple(pre.id_columns),
+                        time=pre.time_column)
+  rows = columns.read_rows(frame, roles, drop_invalid_rows=config.drop_invalid_rows,
+                           require_both_classes=False)
+  return rows, pre.clean(rows.numeric), pre
+
+
+class _Splitter:
+  """The split of each row number: a hash (`--split=random`), or the time order (`time`)."""
+
+  def __init__(self, path: str, config):
+    self.kw = dict(seed=config.seed, validation_fraction=config.validation_fraction,
+                   test_fraction=config.test_fraction)
+    self.by_row, self.time_column = None, config.time_column
+    if config.split == "time":
+      self.by_row = self._time_pass(path, config)
+
+  def _time_pass(self, path: str, config) -> np.ndarray:
+    t0 = time.perf_counter()
+    times, labels = [], []
+    for start, frame in _csv_chunks(path, config.prepare_chunk_rows,
+                                    usecols=[config.time_column, config.label_column]):
+      frame = frame.set_axis(np.arange(start, start + len(frame)), axis=0)
+      times.append(columns.parse_times(frame[config.time_column], config.time_column))
+      labels.append(columns.parse_labels(frame[config.label_column], config.label_column))
+    split = preprocessing.time_split(np.concatenate(times), np.concatenate(labels),
+                                     validation_fraction=config.validation_fraction,
+                                     test_fraction=config.test_fraction)
+    logging.info("Prepare pass 0 (time order): %d rows in %.1f s", len(split),
+                 time.perf_counter() - t0)
+    return split
+
+  def __call__(self, index: np.ndarray) -> np.ndarray:
+    if self.by_row is not None:
+      return self.by_row[index]
+    return assign_splits(index, **self.kw)
+
+  def describe(self) -> dict:
+    if self.by_row is not None:
+      return {"method": "time order", "time_column": self.time_column, **self.kw}
+    return {"method": "hash of (row number, seed)", **self.kw}
 
 
 class _ShardWriter:
@@ -224,18 +227,20 @@ def remove_prepared(output_dir: str) -> None:
       os.remove(path)
 
 
-def _statistics_pass(path: str, config, split_kw: dict):
+def _statistics_pass(path: str, config, splitter: _Splitter):
   """Pass 1: (the fitted preprocessor, training-row count, counts [split, class], columns)."""
   t0 = time.perf_counter()
-  pre, moments = None, RunningMoments()
+  pre, fitter = None, None
   counts = np.zeros((3, 2), np.int64)  # [split, class]
-  columns = None
+  names = None
   for start, frame in _csv_chunks(path, config.prepare_chunk_rows):
-    columns = columns or list(map(str, frame.columns))
-    rows, cleaned, labels, pre = _clean_chunk(frame, start, config, pre)
-    split = assign_splits(rows, **split_kw)
-    moments.update(cleaned[split == 0])
-    np.add.at(counts, (split, labels), 1)
+    names = names or list(map(str, frame.columns))
+    rows, cleaned, pre = _read_chunk(frame, start, config, pre)
+    fitter = fitter or Fitter(pre, config)
+    split = splitter(rows.index)
+    train = split == 0
+    fitter.update(rows.index[train], cleaned[train], [c[train] for c in rows.categorical])
+    np.add.at(counts, (split, rows.labels), 1)
   logging.info("Prepare pass 1 (statistics): %d rows in %.1f s", int(counts.sum()),
                time.perf_counter() - t0)
   for s, name in enumerate(SPLITS):
@@ -243,13 +248,11 @@ def _statistics_pass(path: str, config, split_kw: dict):
       if counts[s, cls] == 0:
         raise DataError(f"the {name} split has no rows of class {cls} ({int(counts[:, cls].sum())}"
                         f" in the file); need both classes in every split")
-  scale = moments.std()
-  scale[scale == 0] = 1.0  # A constant column would divide by zero: centred but unscaled.
-  pre.mean, pre.scale = moments.mean.tolist(), scale.tolist()
-  return pre, moments.count, counts, columns
+  return fitter.finish(), fitter.rows, counts, names
 
 
-def _write_pass(path: str, config, split_kw: dict, pre, output_dir: str, files: dict) -> dict:
+def _write_pass(path: str, config, splitter: _Splitter, pre, output_dir: str,
+                files: dict) -> dict:
   """Pass 2: scale and write the shards; returns {file name: rows written}.
 
   Round-robin shard assignment per (split, class) keeps the shards within one row of each
@@ -264,9 +267,10 @@ def _write_pass(path: str, config, split_kw: dict, pre, output_dir: str, files: 
   next_shard = np.zeros((3, 2), np.int64)
   try:
     for start, frame in _csv_chunks(path, config.prepare_chunk_rows):
-      rows, cleaned, labels, _ = _clean_chunk(frame, start, config, pre)
-      split = assign_splits(rows, **split_kw)
-      x = pre.transform(cleaned).astype(np.float32)
+      rows, cleaned, _ = _read_chunk(frame, start, config, pre)
+      labels = rows.labels
+      split = splitter(rows.index)
+      x = pre.encode(cleaned, rows.categorical)
       rng = np.random.default_rng([config.seed, start])
       for s, name in enumerate(SPLITS):
         for cls in (0, 1):
@@ -288,7 +292,8 @@ def prepare(config, output_dir: str) -> dict:
 
   Args:
     config: an engine Config; uses data_path, dataset, label_column, drop_invalid_rows, clip,
-      seed, validation_fraction, test_fraction, prepare_chunk_rows, prepare_shards, fresh.
+      seed, validation_fraction, test_fraction, split, the column roles and vocabulary
+      limits, prepare_chunk_rows, prepare_shards, fresh.
     output_dir: the directory to write: new, empty, or (with config.fresh) a prepared set.
 
   Returns:
@@ -305,20 +310,19 @@ def prepare(config, output_dir: str) -> dict:
     path = sources.fetch_creditcard()
   else:
     raise DataError("--mode=prepare reads a CSV: pass --data_path (or --dataset=creditcard)")
-  split_kw = dict(seed=config.seed, validation_fraction=config.validation_fraction,
-                  test_fraction=config.test_fraction)
-  pre, train_rows, counts, columns = _statistics_pass(path, config, split_kw)
+  splitter = _Splitter(path, config)
+  pre, train_rows, counts, names = _statistics_pass(path, config, splitter)
   if config.fresh and os.path.isdir(output_dir):
     remove_prepared(output_dir)
   os.makedirs(output_dir, exist_ok=True)
   files = _shard_files(config.prepare_shards)
   t1 = time.perf_counter()
-  rows = _write_pass(path, config, split_kw, pre, output_dir, files)
+  rows = _write_pass(path, config, splitter, pre, output_dir, files)
   logging.info("Prepare pass 2 (write): %.1f s", time.perf_counter() - t1)
   metadata = {
       "format_version": FORMAT_VERSION,
       "source": os.path.abspath(path),
-      "columns": columns,
+      "columns": names,
       "label_column": config.label_column,
       "feature_names": pre.feature_names,
       "num_features": len(pre.feature_names),
@@ -326,7 +330,7 @@ def prepare(config, output_dir: str) -> dict:
       "statistics": {"train_rows": train_rows, "mean": pre.mean, "scale": pre.scale},
       "counts": {name: {"rows": int(counts[s].sum()), "positives": int(counts[s, 1])}
                  for s, name in enumerate(SPLITS)},
-      "split": {"method": "hash of (row number, seed)", **split_kw},
+      "split": splitter.describe(),
       "record": {"rows": f"up to {BLOCK_ROWS} (the last block of a shard may be shorter)",
                  "x": f"bytes: float32 little-endian [rows, {len(pre.feature_names)}], row-major",
                  "y": "bytes: uint8 [rows], 0/1"},

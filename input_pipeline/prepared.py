@@ -40,8 +40,9 @@ from input_pipeline.data import Data
 from input_pipeline.errors import DataError
 
 METADATA_FILE = "metadata.json"
-# 2: one record per block of rows (1 was one record per row).
-FORMAT_VERSION = 2
+# 3: the preprocessing holds column roles, medians and vocabularies (2 had numeric columns only;
+# 2 was the first with one record per block of rows, 1 had one record per row).
+FORMAT_VERSION = 3
 SPLITS = ("train", "validation", "test")
 # Rows per record: the smaller of the two block sizes that measured cheapest per batch (128 and
 # 256 rows). The last block of a shard is short. Readers take the figure from metadata.json.

@@ -1,81 +1,138 @@
-"""From a raw frame to scaled, split arrays, and the statistics that make this repeatable.
+"""From a raw frame to encoded, split arrays, and the fitted statistics that make this repeatable.
 
 Steps, in order (all recorded in `Preprocessor`, saved as `preprocessing.json` in the model
-directory, so a trained model can score raw rows later):
-  1. validate the label column and the features (numeric, finite, |x| <= 1e100);
-  2. credit-card cleaning, only when those columns are present: drop `Time` (seconds since the
+directory and inside the export, so a trained model scores raw rows):
+  1. column roles and row checks (input_pipeline/columns.py): label, ID, time, categorical and
+     numeric columns; text in a numeric column, Inf or |x| > 1e100 are refused or dropped;
+  2. credit-card cleaning, only when those columns are features: drop `Time` (seconds since the
      first transaction: it orders the rows, it does not describe them) and replace `Amount` by
      `log(Amount + 0.001)` (amounts span five orders of magnitude; 0.001 keeps zero amounts finite);
-  3. a stratified, seeded train/validation/test split;
-  4. standardise with statistics of the training split only, then clip to [-clip, clip].
+  3. the split: stratified and seeded (`--split=random`), or by time (`--split=time`: the last
+     rows in time are test, the ones before them validation);
+  4. fitted on the training split only (input_pipeline/fitting.py): numeric gaps filled with the
+     median, a 0/1 missing indicator for each column that had gaps, standardised and clipped to
+     [-clip, clip]; each categorical column one-hot over its vocabulary plus an out-of-vocabulary
+     and a missing bucket.
+
+One-hot, not an embedding: a one-hot block followed by the first Dense layer is an embedding of
+the layer's width (the kernel's rows are the vectors), and it keeps one float feature matrix
+through every path (memory, prepared shards, ensembles, serving) at the cost of V multiply-adds
+per row and column, with V capped by --max_categories.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 
 import numpy as np
 import pandas as pd
 
+from input_pipeline import columns as columns_lib
+from input_pipeline.columns import parse_labels  # noqa: F401 - part of this module's interface
 from input_pipeline.errors import DataError
+from input_pipeline.fitting import Fitter
 
 AMOUNT_EPS = 0.001  # log(Amount + eps): zero amounts exist in the data.
-# Larger finite values are refused like NaN: their squares (about 1e200 and up, summed over the
-# rows) overflow float64 in the scaler's statistics, and the run would train on NaN.
-MAX_ABS_FEATURE = 1e100
+OOV, MISSING = "<other>", "<missing>"  # The two buckets before each vocabulary.
 
 
 @dataclasses.dataclass
 class Preprocessor:
-  """The fitted preprocessing: raw columns in, scaled model features out."""
+  """The fitted preprocessing: raw columns in, model features out."""
 
-  raw_columns: list[str]          # feature columns as in the CSV, before cleaning
-  feature_names: list[str]        # model inputs, after cleaning
+  numeric_columns: list[str]      # numeric feature columns as in the CSV, before cleaning
+  numeric_features: list[str]     # the numeric model inputs, after cleaning
   drop_time: bool
   log_amount: bool
   mean: list[float]
   scale: list[float]
   clip: float
   label_column: str
+  feature_names: list[str] = dataclasses.field(default_factory=list)
+  medians: list[float] = dataclasses.field(default_factory=list)
+  missing_indicators: list[str] = dataclasses.field(default_factory=list)
+  categorical_columns: list[str] = dataclasses.field(default_factory=list)
+  vocabularies: list[list[str]] = dataclasses.field(default_factory=list)
+  id_columns: list[str] = dataclasses.field(default_factory=list)
+  time_column: str | None = None
 
-  def clean(self, frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame[self.raw_columns].astype(np.float64)
+  @property
+  def raw_columns(self) -> list[str]:
+    """The columns a row to score must have: numeric, then categorical."""
+    return list(self.numeric_columns) + list(self.categorical_columns)
+
+  def output_names(self) -> list[str]:
+    names = list(self.numeric_features) + [f"{n} missing" for n in self.missing_indicators]
+    for column, vocabulary in zip(self.categorical_columns, self.vocabularies):
+      names += [f"{column}={v}" for v in (OOV, MISSING, *vocabulary)]
+    return names
+
+  def clean(self, numeric: np.ndarray) -> np.ndarray:
+    """Raw numeric columns [n, len(numeric_columns)] float64 to cleaned numeric features."""
+    out = dict(zip(self.numeric_columns, np.asarray(numeric, np.float64).T))
     if self.drop_time:
-      out = out.drop(columns=["Time"])
+      out.pop("Time")
     if self.log_amount:
       out["Log Amount"] = np.log(out.pop("Amount") + AMOUNT_EPS)
-    return out[self.feature_names]
+    if not self.numeric_features:
+      return np.zeros((len(numeric), 0))
+    return np.stack([out[n] for n in self.numeric_features], axis=1)
 
-  def transform(self, features: np.ndarray) -> np.ndarray:
-    """Scales and clips cleaned features (float32 out)."""
-    z = (features - np.asarray(self.mean)) / np.asarray(self.scale)
-    return np.clip(z, -self.clip, self.clip).astype(np.float32)
+  def encode(self, cleaned: np.ndarray, categorical: list[np.ndarray]) -> np.ndarray:
+    """Cleaned numeric features and category strings to model features (float32)."""
+    gaps = np.isnan(cleaned)
+    filled = np.where(gaps, np.asarray(self.medians), cleaned)
+    z = np.clip((filled - np.asarray(self.mean)) / np.asarray(self.scale), -self.clip, self.clip)
+    blocks = [z, gaps[:, [self.numeric_features.index(n) for n in self.missing_indicators]]]
+    for values, vocabulary in zip(categorical, self.vocabularies):
+      ids = pd.Index(vocabulary).get_indexer(values.astype(str)) + 2  # -1 (unseen) -> 1 -> 0
+      ids[ids == 1] = 0
+      ids[values == ""] = 1
+      blocks.append(np.eye(len(vocabulary) + 2, dtype=np.float32)[ids])
+    return np.concatenate([b.astype(np.float32) for b in blocks], axis=1)
 
   def __call__(self, frame: pd.DataFrame) -> np.ndarray:
-    """Raw rows (with the CSV's column names) to model features."""
+    """Raw rows (with the CSV's column names; extra columns ignored) to model features."""
     missing = [c for c in self.raw_columns if c not in frame.columns]
     if missing:
       raise DataError(f"missing feature column(s): {', '.join(missing)}")
-    return self.transform(self.clean(frame).to_numpy())
+    numeric, _ = columns_lib.numeric_values(frame, tuple(self.numeric_columns))
+    categorical = [columns_lib.category_strings(frame[c]) for c in self.categorical_columns]
+    return self.encode(self.clean(numeric), categorical)
 
-  def tf_call(self, raw):
-    """The TensorFlow twin of `__call__`, for serving: raw [batch, len(raw_columns)] in.
+  def tf_call(self, raw: dict):
+    """The TensorFlow twin of `__call__`, for serving: {raw column: [batch] tensor} in.
 
-    Columns in `raw_columns` order, float64: Time in seconds and Amount in cents need more
-    than float32's 7 digits to be cleaned as the numpy path cleans them. Returns float32
-    [batch, len(feature_names)], equal to `__call__` on the same rows.
+    Numeric columns float64 (NaN for a gap): Time in seconds and Amount in cents need more than
+    float32's 7 digits to be cleaned as the numpy path cleans them. Categorical columns are
+    strings ("" for a gap). Returns float32 [batch, len(feature_names)], equal to `__call__`
+    on the same rows.
     """
     import tensorflow as tf
-    raw = tf.cast(raw, tf.float64)
-    # One unstack, not a strided slice per column: the same graph, traced ~10x faster.
-    columns = dict(zip(self.raw_columns, tf.unstack(raw, num=len(self.raw_columns), axis=1)))
-    if self.log_amount:
-      columns["Log Amount"] = tf.math.log(columns.pop("Amount") + AMOUNT_EPS)
-    features = tf.stack([columns[name] for name in self.feature_names], axis=1)
-    z = (features - tf.constant(self.mean, tf.float64)) / tf.constant(self.scale, tf.float64)
-    return tf.cast(tf.clip_by_value(z, -self.clip, self.clip), tf.float32)
+    blocks = []
+    if self.numeric_features:
+      columns = {n: tf.cast(raw[n], tf.float64) for n in self.numeric_columns}
+      if self.log_amount:
+        columns["Log Amount"] = tf.math.log(columns.pop("Amount") + AMOUNT_EPS)
+      x = tf.stack([columns[n] for n in self.numeric_features], axis=1)
+      gaps = tf.math.is_nan(x)
+      x = tf.where(gaps, tf.constant(self.medians, tf.float64), x)
+      z = (x - tf.constant(self.mean, tf.float64)) / tf.constant(self.scale, tf.float64)
+      blocks.append(tf.cast(tf.clip_by_value(z, -self.clip, self.clip), tf.float32))
+      if self.missing_indicators:
+        index = [self.numeric_features.index(n) for n in self.missing_indicators]
+        blocks.append(tf.cast(tf.gather(gaps, index, axis=1), tf.float32))
+    for column, vocabulary in zip(self.categorical_columns, self.vocabularies):
+      values = tf.reshape(raw[column], [-1, 1])
+      # A comparison against each of the (capped) vocabulary's values: no lookup table to
+      # track and save, and exactly the numpy path's matching.
+      hits = tf.cast(tf.equal(values, tf.constant(vocabulary or [""], tf.string)[None, :]),
+                     tf.float32)[:, :len(vocabulary)]
+      gap = tf.cast(tf.equal(values, ""), tf.float32)
+      other = 1.0 - gap - tf.reduce_sum(hits, axis=1, keepdims=True)
+      blocks.append(tf.concat([other, gap, hits], axis=1))
+    return tf.concat(blocks, axis=1)
 
   def save(self, path: str) -> None:
     with open(path, "w") as f:
@@ -89,7 +146,7 @@ class Preprocessor:
 
 @dataclasses.dataclass
 class Splits:
-  """Scaled float32 features and int labels for each split."""
+  """Encoded float32 features and int labels for each split."""
 
   x_train: np.ndarray
   y_train: np.ndarray
@@ -109,88 +166,14 @@ class Splits:
                             ("test", self.y_test))}
 
 
-_TRUE = {"1", "1.0", "true", "yes"}
-_FALSE = {"0", "0.0", "false", "no"}
-
-
-def parse_labels(column: pd.Series, name: str) -> np.ndarray:
-  """0/1 labels (or true/false strings) to int64. Raises DataError on anything else."""
-  if column.isna().any():
-    raise DataError(f"label column '{name}' has {int(column.isna().sum())} empty value(s)")
-  if column.dtype == bool:
-    return column.to_numpy().astype(np.int64)
-  if pd.api.types.is_numeric_dtype(column):
-    values = column.to_numpy()
-    bad = ~np.isin(values, (0, 1))
-    if bad.any():
-      shown = sorted(set(np.asarray(values[bad]).tolist()))[:5]
-      raise DataError(f"label column '{name}' must hold 0/1; found {int(bad.sum())} row(s) "
-                      f"with other values, e.g. {shown}")
-    return values.astype(np.int64)
-  text = column.astype(str).str.strip().str.lower()
-  bad = ~text.isin(_TRUE | _FALSE)
-  if bad.any():
-    shown = sorted(set(column[bad].astype(str)))[:5]
-    raise DataError(f"label column '{name}' must hold 0/1 or true/false; found "
-                    f"{int(bad.sum())} row(s) with other values, e.g. {shown}")
-  return text.isin(_TRUE).to_numpy().astype(np.int64)
-
-
-def validate_features(frame: pd.DataFrame, label_column: str, drop_invalid_rows: bool,
-                      require_both_classes: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
-  """Checks features are numeric, finite and within ±MAX_ABS_FEATURE; returns (features, labels).
-
-  `require_both_classes=False` is for one chunk of a file read in chunks, which may hold a
-  single class; the caller checks the whole file's counts.
-
-  Raises:
-    DataError: missing label column, a non-numeric column, non-finite or extreme values
-      (unless drop_invalid_rows), bad labels, or a single class.
-  """
-  if label_column not in frame.columns:
-    shown = ", ".join(map(str, frame.columns[:12])) + (" ..." if len(frame.columns) > 12 else "")
-    raise DataError(f"label column '{label_column}' not found; the columns are: {shown}")
-  features = frame.drop(columns=[label_column])
-  for col in features.columns:
-    if not pd.api.types.is_numeric_dtype(features[col]) or features[col].dtype == bool:
-      as_num = pd.to_numeric(features[col], errors="coerce")
-      bad = as_num.isna() & features[col].notna()
-      example = features[col][bad].iloc[0] if bad.any() else features[col].iloc[0]
-      raise DataError(f"feature column '{col}' is not numeric ({int(bad.sum())} non-numeric "
-                      f"value(s), e.g. {str(example)!r})")
-  values = features.to_numpy(np.float64)
-  finite = np.isfinite(values)
-  with np.errstate(invalid="ignore"):
-    extreme = finite & (np.abs(values) > MAX_ABS_FEATURE)
-  invalid = ~finite.all(axis=1) | extreme.any(axis=1)
-  if invalid.any():
-    n_nan = int(np.isnan(values).sum())
-    n_inf = int(np.isinf(values).sum())
-    n_extreme = int(extreme.sum())
-    if not drop_invalid_rows:
-      if n_nan or n_inf:
-        raise DataError(f"{int((~finite.all(axis=1)).sum())} row(s) have NaN or Inf features "
-                        f"({n_nan} NaN, {n_inf} Inf values); fix the data or pass "
-                        "--drop_invalid_rows")
-      # The first in file order; the index holds the data row (a chunk's rows are numbered
-      # from the file's start).
-      i, j = np.argwhere(extreme)[0]
-      raise DataError(f"feature column '{features.columns[j]}' holds {float(values[i, j])!r} in "
-                      f"data row {frame.index[i]} (0-based): finite, but beyond "
-                      f"±{MAX_ABS_FEATURE:g} it overflows the scaling statistics; fix the data "
-                      "or pass --drop_invalid_rows")
-    logging.warning("Dropping %d row(s) with NaN or Inf features (%d NaN, %d Inf values) or "
-                    "extreme ones (%d finite value(s) beyond ±%g)", int(invalid.sum()), n_nan,
-                    n_inf, n_extreme, MAX_ABS_FEATURE)
-    frame = frame[~invalid]
-    features = features[~invalid]
-  labels = parse_labels(frame[label_column], label_column)
-  n_pos = int(labels.sum())
-  if require_both_classes and (n_pos == 0 or n_pos == len(labels)):
-    only = 1 if n_pos else 0
-    raise DataError(f"label column '{label_column}' holds only class {only} "
-                    f"({len(labels)} rows); need both classes")
-  return features, labels
+def _check_split_sizes(n: int, cls, validation_fraction: float, test_fraction: float):
+  n_test = int(round(n * test_fraction))
+  n_val = int(round(n * validation_fraction))
+  if min(n_test, n_val, n - n_test - n_val) < 1:
+    raise DataError(f"class {cls} has {n} row(s): too few to stratify into train/validation/"
+                    f"test splits of {1 - validation_fraction - test_fraction:.0%}/"
+                    f"{validation_fraction:.0%}/{test_fraction:.0%}")
+  return n_test, n_val
 
 
 def stratified_split(labels: np.ndarray, *, validation_fraction: float, test_fraction: float,
@@ -205,13 +188,7 @@ def stratified_split(labels: np.ndarray, *, validation_fraction: float, test_fra
   for cls in (0, 1):
     idx = np.flatnonzero(labels == cls)
     rng.shuffle(idx)
-    n = len(idx)
-    n_test = int(round(n * test_fraction))
-    n_val = int(round(n * validation_fraction))
-    if min(n_test, n_val, n - n_test - n_val) < 1:
-      raise DataError(f"class {cls} has {n} row(s): too few to stratify into train/validation/"
-                      f"test splits of {1 - validation_fraction - test_fraction:.0%}/"
-                      f"{validation_fraction:.0%}/{test_fraction:.0%}")
+    n_test, n_val = _check_split_sizes(len(idx), cls, validation_fraction, test_fraction)
     parts[0].append(idx[n_test + n_val:])
     parts[1].append(idx[n_test:n_test + n_val])
     parts[2].append(idx[:n_test])
@@ -219,36 +196,80 @@ def stratified_split(labels: np.ndarray, *, validation_fraction: float, test_fra
   return tuple(np.sort(np.concatenate(p)) for p in parts)
 
 
-def unfitted_preprocessor(raw_columns: list[str], config) -> Preprocessor:
-  """The cleaning steps for these raw feature columns, with no statistics yet.
+def time_split(times: np.ndarray, labels: np.ndarray, *, validation_fraction: float,
+               test_fraction: float) -> np.ndarray:
+  """The split of each row (0 train, 1 validation, 2 test) by time: the last test_fraction of
+  the rows in time order is test, the validation_fraction before them validation.
 
-  Shared by the in-memory path (below) and `--mode=prepare` (input_pipeline/prepared.py), so
+  Ties in time keep the file's order. Every split must hold both classes: a model cannot be
+  chosen, or judged, on a period without a fraud.
+
+  Raises:
+    DataError: a split without both classes.
+  """
+  n = len(times)
+  order = np.argsort(times, kind="stable")
+  n_test = int(round(n * test_fraction))
+  n_val = int(round(n * validation_fraction))
+  split = np.zeros(n, np.int8)
+  split[order[n - n_test - n_val:]] = 1
+  split[order[n - n_test:]] = 2
+  for s, name in enumerate(("train", "validation", "test")):
+    held = labels[split == s]
+    if len(held) == 0 or held.min() == held.max():
+      raise DataError(f"the {name} split of the time-ordered split (--split=time) holds "
+                      f"{len(held)} row(s) and {int(held.sum())} positive(s): it needs both "
+                      "classes; change --validation_fraction/--test_fraction or use "
+                      "--split=random")
+  return split
+
+
+def unfitted_preprocessor(roles: columns_lib.Roles, config) -> Preprocessor:
+  """The cleaning steps for these column roles, with no statistics yet.
+
+  Shared by the in-memory path (below) and `--mode=prepare` (input_pipeline/prepare.py), so
   both feed the model identical features.
   """
-  drop_time = "Time" in raw_columns
-  log_amount = "Amount" in raw_columns
-  names = [c for c in raw_columns if not (drop_time and c == "Time")]
+  raw = list(roles.numeric)
+  drop_time = "Time" in raw
+  log_amount = "Amount" in raw
+  names = [c for c in raw if not (drop_time and c == "Time")]
   if log_amount:
     names = [c for c in names if c != "Amount"] + ["Log Amount"]
-  if not names:
+  if not names and not roles.categorical:
     raise DataError("no feature columns are left after dropping 'Time'")
-  return Preprocessor(raw_columns=raw_columns, feature_names=names, drop_time=drop_time,
+  return Preprocessor(numeric_columns=raw, numeric_features=names, drop_time=drop_time,
                       log_amount=log_amount, mean=[], scale=[], clip=config.clip,
-                      label_column=config.label_column)
+                      label_column=config.label_column,
+                      categorical_columns=list(roles.categorical), id_columns=list(roles.ids),
+                      time_column=roles.time)
+
+
+def split_rows(rows: columns_lib.Rows, config) -> np.ndarray:
+  """The split (0 train, 1 validation, 2 test) of each of these rows, as the config says."""
+  if config.split == "time":
+    return time_split(rows.times, rows.labels, validation_fraction=config.validation_fraction,
+                      test_fraction=config.test_fraction)
+  split = np.zeros(len(rows.labels), np.int8)
+  _, val, test = stratified_split(rows.labels, validation_fraction=config.validation_fraction,
+                                  test_fraction=config.test_fraction, seed=config.seed)
+  split[val], split[test] = 1, 2
+  return split
 
 
 def prepare(frame: pd.DataFrame, config) -> Splits:
-  """Validates, cleans, splits and scales a raw frame as the config says."""
-  features, labels = validate_features(frame, config.label_column, config.drop_invalid_rows)
-  pre = unfitted_preprocessor(list(map(str, features.columns)), config)
-  cleaned = pre.clean(features).to_numpy()
-  train, val, test = stratified_split(labels, validation_fraction=config.validation_fraction,
-                                      test_fraction=config.test_fraction, seed=config.seed)
-  mean = cleaned[train].mean(axis=0)
-  scale = cleaned[train].std(axis=0)
-  # A constant column would divide by zero; leave it centred but unscaled.
-  scale[scale == 0] = 1.0
-  pre.mean, pre.scale = mean.tolist(), scale.tolist()
-  x = pre.transform(cleaned)
-  return Splits(x_train=x[train], y_train=labels[train], x_val=x[val], y_val=labels[val],
-                x_test=x[test], y_test=labels[test], preprocessor=pre)
+  """Checks, cleans, splits and encodes a raw frame as the config says."""
+  frame = frame.set_axis(np.arange(len(frame)), axis=0)
+  roles = columns_lib.assign_roles(frame, config)
+  rows = columns_lib.read_rows(frame, roles, drop_invalid_rows=config.drop_invalid_rows)
+  pre = unfitted_preprocessor(roles, config)
+  cleaned = pre.clean(rows.numeric)
+  split = split_rows(rows, config)
+  train = split == 0
+  fitter = Fitter(pre, config)
+  fitter.update(rows.index[train], cleaned[train], [c[train] for c in rows.categorical])
+  pre = fitter.finish()
+  x = pre.encode(cleaned, rows.categorical)
+  parts = [(x[split == s], rows.labels[split == s]) for s in range(3)]
+  return Splits(x_train=parts[0][0], y_train=parts[0][1], x_val=parts[1][0], y_val=parts[1][1],
+                x_test=parts[2][0], y_test=parts[2][1], preprocessor=pre)

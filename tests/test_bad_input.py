@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import run_main, small_frame
+from tests.conftest import read_json, run_main, small_frame
 
 TINY = ("--batch_size=256", "--steps_per_epoch=2", "--epochs=1", "--eval_batch_size=1024")
 
@@ -69,9 +69,10 @@ def _cases(base, good):
       ("missing label column", [f"--data_path={good}", "--label_column=is_fraud"],
        "label column 'is_fraud' not found"),
       ("non-numeric feature", [f"--data_path={_csv(base, 't.csv', text_col)}"],
-       "feature column 'V2' is not numeric"),
-      ("NaN or Inf features", [f"--data_path={_csv(base, 'n.csv', nan)}"],
-       "3 row(s) have NaN or Inf features (2 NaN, 1 Inf"),
+       "feature column 'V2' holds 1 value(s) that are not numbers, e.g. 'twelve' in data row 7"),
+      # The NaN cells are gaps (filled with the median); the Inf is refused.
+      ("Inf features", [f"--data_path={_csv(base, 'n.csv', nan)}"],
+       "1 row(s) have Inf features, e.g. column 'V5' in data row 5"),
       ("labels other than 0/1", [f"--data_path={_csv(base, 'l.csv', bad_label)}"],
        "must hold 0/1"),
       ("one class", [f"--data_path={_csv(base, 'o.csv', one_class)}"], "only class 0"),
@@ -98,7 +99,7 @@ def _cases(base, good):
 
 CASE_NAMES = [
     "missing file", "a directory", "binary garbage", "empty file", "header only",
-    "missing label column", "non-numeric feature", "NaN or Inf features", "labels other than 0/1",
+    "missing label column", "non-numeric feature", "Inf features", "labels other than 0/1",
     "one class", "too few positives", "batch larger than the training split", "zero epochs",
     "negative batch size", "zero patience", "unknown strategy", "unknown distribution",
     "learning rate <= 0", "other strategy in the directory",
@@ -132,11 +133,17 @@ def test_unwritable_model_dir(good_run):
 def test_invalid_rows_can_be_dropped(good_run, tmp_path):
   base, _, _ = good_run
   frame = small_frame(4000, 60)
-  frame.loc[[3, 9], "V4"] = np.nan
+  frame.loc[[3, 9], "V4"] = np.inf
+  frame.loc[11, "V6"] = np.nan  # a gap, not an invalid row: kept and filled
+  frame["V2"] = frame["V2"].astype(object)
+  frame.loc[7, "V2"] = "twelve"
   proc = run_main(*TINY, f"--data_path={_csv(base, 'drop.csv', frame)}", "--drop_invalid_rows",
                   f"--model_dir={tmp_path / 'run'}")
   assert proc.returncode == 0, proc.stderr
-  assert "Dropping 2 row(s) with NaN or Inf features" in proc.stdout
+  assert ("Dropping 3 row(s) with invalid features (1 text in numeric columns, 2 Inf, 0 finite"
+          in proc.stdout)
+  counts = read_json(str(tmp_path / "run" / "results.json"))["data"]
+  assert sum(c["rows"] for c in counts.values()) == 3997
 
 
 def test_true_false_labels_are_mapped(good_run, tmp_path):

@@ -57,7 +57,10 @@ def test_serving_json_names_columns_and_threshold(exported):
 
 @pytest.mark.parametrize("change,message", [
     (lambda f: f.drop(columns=["V3"]), "missing feature column.*V3"),
-    (lambda f: f.assign(V1=np.where(np.arange(len(f)) == 7, np.nan, f["V1"])), "NaN or Inf"),
+    (lambda f: f.assign(V1=np.where(np.arange(len(f)) == 7, np.inf, f["V1"])),
+     "column 'V1' holds Inf in 1 row.*data row 7"),
+    (lambda f: f.assign(V2=np.where(np.arange(len(f)) == 3, "high", f["V2"].astype(str))),
+     "column 'V2' was numeric in training but holds text here, e.g. 'high' in data row 3"),
 ])
 def test_bad_rows_are_data_errors(exported, change, message):
   frame, _, _, _, loaded = exported

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.config import Config
-from input_pipeline import preprocessing
+from input_pipeline import columns, preprocessing
 from input_pipeline.errors import DataError
 from tests.conftest import run_main, small_frame
 
@@ -40,14 +40,16 @@ def test_the_limit_itself_and_ordinary_large_values_pass():
 
 
 def test_extreme_rows_are_dropped_and_counted(caplog):
-  frame = _extreme(cells=((5, "V3", 1e308), (6, "V4", -1e200), (7, "V1", np.nan)))
+  frame = _extreme(cells=((5, "V3", 1e308), (6, "V4", -1e200), (7, "V1", np.inf),
+                          (8, "V2", np.nan)))
   with caplog.at_level(logging.WARNING):
-    features, labels = preprocessing.validate_features(frame, "Class", True)
-  assert len(features) == len(labels) == 2997
-  assert not set(features.index) & {5, 6, 7}
+    rows = columns.read_rows(frame, columns.assign_roles(frame, Config()),
+                             drop_invalid_rows=True)
+  assert len(rows.numeric) == len(rows.labels) == 2997
+  assert not set(rows.index) & {5, 6, 7} and 8 in set(rows.index)  # a gap is not invalid
   messages = [r.getMessage() for r in caplog.records]
-  assert any("Dropping 3 row(s) with NaN or Inf features" in m and "2 finite value(s) beyond"
-             in m for m in messages), messages
+  assert any("Dropping 3 row(s) with invalid features (0 text in numeric columns, 1 Inf, 2 "
+             "finite beyond" in m for m in messages), messages
   splits = preprocessing.prepare(frame, Config(drop_invalid_rows=True))
   assert np.isfinite(splits.x_train).all() and np.isfinite(splits.preprocessor.scale).all()
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from conftest import read_json, run_main, small_frame
 from engine.config import Config
-from input_pipeline import prepare, prepared, preprocessing
+from input_pipeline import columns, prepare, prepared, preprocessing
 from input_pipeline.errors import DataError
 
 
@@ -54,12 +54,14 @@ def test_split_is_a_pure_function_of_row_seed_and_fractions():
 @pytest.mark.parametrize("chunk", [1, 7, 1000, 5000])
 def test_running_moments_equal_numpy(chunk):
   x = np.random.default_rng(0).normal(1e4, 3.0, size=(3000, 4))  # large mean: cancellation-prone
+  x[np.random.default_rng(1).random(x.shape) < 0.1] = np.nan  # gaps are skipped, per column
+  x[:, 3] = np.where(np.arange(3000) < 2000, np.nan, x[:, 3])  # whole chunks of gaps
   m = prepare.RunningMoments()
   for i in range(0, len(x), chunk):
     m.update(x[i:i + chunk])
-  assert m.count == 3000
-  np.testing.assert_allclose(m.mean, x.mean(axis=0), rtol=1e-12)
-  np.testing.assert_allclose(m.std(), x.std(axis=0), rtol=1e-9)
+  np.testing.assert_array_equal(m.count, (~np.isnan(x)).sum(axis=0))
+  np.testing.assert_allclose(m.mean, np.nanmean(x, axis=0), rtol=1e-12)
+  np.testing.assert_allclose(m.std(), np.nanstd(x, axis=0), rtol=1e-9)
 
 
 @pytest.mark.parametrize("rows,features", [(1, 1), (5, 29), (300, 300)])
@@ -94,9 +96,11 @@ def test_prepared_features_equal_the_in_memory_preprocessing(prepared_dir):
   frame, _, out = prepared_dir
   meta = read_json(os.path.join(out, prepared.METADATA_FILE))
   # The statistics are those of the hash split's training rows, cleaned the in-memory way.
-  features, labels = preprocessing.validate_features(frame, "Class", False)
-  pre = preprocessing.unfitted_preprocessor(list(features.columns), Config())
-  cleaned = pre.clean(features).to_numpy()
+  roles = columns.assign_roles(frame, Config())
+  rows = columns.read_rows(frame, roles, drop_invalid_rows=False)
+  labels = rows.labels
+  pre = preprocessing.unfitted_preprocessor(roles, Config())
+  cleaned = pre.clean(rows.numeric)
   split = prepare.assign_splits(np.arange(len(frame)), seed=0, validation_fraction=0.16,
                                  test_fraction=0.2)
   np.testing.assert_allclose(meta["preprocessing"]["mean"], cleaned[split == 0].mean(axis=0),
@@ -143,7 +147,8 @@ def test_prepare_refuses_to_overwrite_and_bad_input(prepared_dir, tmp_path):
     prepare.prepare(_config(csv), out)
   bad = tmp_path / "bad.csv"
   bad.write_text("a,Class\n1,0\nx,1\n")
-  with pytest.raises(DataError, match="feature column 'a' is not numeric"):
+  with pytest.raises(DataError, match="feature column 'a' holds 1 value.*not numbers, e.g. 'x' "
+                     "in data row 1"):
     prepare.prepare(_config(bad), str(tmp_path / "p2"))
   one_class = tmp_path / "one.csv"
   small_frame(rows=200, positives=0).to_csv(one_class, index=False)
@@ -161,7 +166,7 @@ def test_a_directory_of_another_format_is_refused(prepared_dir):
   meta["format_version"] = 1  # one row per record, as written before blocks
   with open(path, "w") as f:
     json.dump(meta, f)
-  with pytest.raises(DataError, match="format_version 1; this engine reads 2: prepare the data "
+  with pytest.raises(DataError, match="format_version 1; this engine reads 3: prepare the data "
                                       "again"):
     prepared.PreparedData.open(out)
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from engine.config import Config
-from input_pipeline import preprocessing
+from input_pipeline import columns, preprocessing
 from input_pipeline.errors import DataError
 from tests.conftest import small_frame
 
@@ -32,28 +32,37 @@ def test_parse_labels_refuses_others(values, message):
     preprocessing.parse_labels(pd.Series(values), "y")
 
 
-def test_validate_features_errors():
+def _rows(frame, drop=False, **config):
+  config = Config(**config)
+  roles = columns.assign_roles(frame, config)
+  return columns.read_rows(frame, roles, drop_invalid_rows=drop)
+
+
+def test_row_checks_errors():
   frame = small_frame(200, 10)
   with pytest.raises(DataError, match="label column 'label' not found"):
-    preprocessing.validate_features(frame, "label", False)
+    _rows(frame, label_column="label")
   text = frame.copy()
   text["V3"] = text["V3"].astype(object)
   text.loc[5, "V3"] = "abc"
-  with pytest.raises(DataError, match="feature column 'V3' is not numeric.*'abc'"):
-    preprocessing.validate_features(text, "Class", False)
+  with pytest.raises(DataError, match="feature column 'V3' holds 1 value.*not numbers, e.g. "
+                     "'abc' in data row 5.*--categorical_columns=V3"):
+    _rows(text)
   one_class = frame.assign(Class=0)
   with pytest.raises(DataError, match="only class 0"):
-    preprocessing.validate_features(one_class, "Class", False)
+    _rows(one_class)
 
 
-def test_non_finite_rows_are_refused_or_dropped():
+def test_gaps_are_kept_and_inf_rows_are_refused_or_dropped():
   frame = small_frame(200, 10)
   frame.loc[3, "V1"] = np.nan
   frame.loc[4, "V2"] = np.inf
-  with pytest.raises(DataError, match=r"2 row\(s\) have NaN or Inf features \(1 NaN, 1 Inf"):
-    preprocessing.validate_features(frame, "Class", False)
-  features, labels = preprocessing.validate_features(frame, "Class", True)
-  assert len(features) == len(labels) == 198
+  with pytest.raises(DataError, match=r"1 row\(s\) have Inf features, e.g. column 'V2' in "
+                     "data row 4"):
+    _rows(frame)
+  rows = _rows(frame, drop=True)
+  assert len(rows.labels) == len(rows.numeric) == 199
+  assert np.isnan(rows.numeric).sum() == 1  # the gap stays, to be filled by the median
 
 
 @pytest.mark.parametrize("positives,ok", [(2, False), (3, False), (4, True), (10, True)])
@@ -96,14 +105,15 @@ def test_prepare_cleans_scales_on_train_only_and_clips():
   for x in (splits.x_train, splits.x_val, splits.x_test):
     assert x.dtype == np.float32 and np.abs(x).max() <= 5.0
   # The scaler saw the training rows only: its mean is the training rows' mean, not all rows'.
-  cleaned = pre.clean(frame.drop(columns="Class")).to_numpy()
+  cleaned = pre.clean(frame[pre.numeric_columns].to_numpy())
   train, _, _ = preprocessing.stratified_split(frame["Class"].to_numpy(), validation_fraction=0.16,
                                                test_fraction=0.2, seed=0)
   assert np.allclose(pre.mean, cleaned[train].mean(axis=0))
   assert not np.allclose(pre.mean, cleaned.mean(axis=0))
   # The Amount transform is log(Amount + 0.001).
   amount = frame["Amount"].to_numpy()
-  assert np.allclose(pre.clean(frame)["Log Amount"], np.log(amount + 0.001))
+  log_amount = pre.clean(frame[pre.numeric_columns].to_numpy())[:, -1]
+  assert np.allclose(log_amount, np.log(amount + 0.001))
 
 
 def test_preprocessor_round_trip_scores_raw_rows(tmp_path):
@@ -134,7 +144,7 @@ def fitted(frame: pd.DataFrame) -> preprocessing.Preprocessor:
 
 
 def raw_rows(frame, pre):
-  return frame[pre.raw_columns].to_numpy(np.float64)
+  return {c: frame[c].to_numpy(np.float64) for c in pre.raw_columns}
 
 
 @pytest.mark.parametrize("columns", [
@@ -153,7 +163,7 @@ def test_tf_preprocessing_matches_numpy_eagerly_and_in_dataset_map(columns):
   expected = pre(frame)
   assert np.abs(expected).max() == pytest.approx(2.0)  # the clip is exercised
   rows = raw_rows(frame, pre)
-  eager = pre.tf_call(tf.constant(rows)).numpy()
+  eager = pre.tf_call({c: tf.constant(v) for c, v in rows.items()}).numpy()
   ds = tf.data.Dataset.from_tensor_slices(rows).batch(64).map(pre.tf_call)
   mapped = np.concatenate([b.numpy() for b in ds])
   for got in (eager, mapped):

@@ -1,0 +1,252 @@
+"""What each column of a table is, and its rows checked and converted by role.
+
+Roles:
+  label        the 0/1 target (`--label_column`);
+  id           kept out of the model, copied into predict output (`--id_columns`);
+  time         orders the rows for `--split=time`; not a feature (`--time_column`);
+  categorical  string columns, and integer-coded ones named by `--categorical_columns`;
+  numeric      every other column: numbers, with empty cells as gaps.
+
+`assign_roles` decides them once, on the whole frame in memory or on the first chunk of a
+file read in chunks (`--mode=prepare`); `read_rows` then converts every frame or chunk the
+same way, so both paths see the same values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pandas as pd
+
+from input_pipeline.errors import DataError
+
+# Larger finite values are refused: their squares (about 1e200 and up, summed over the rows)
+# overflow float64 in the scaler's statistics, and the run would train on NaN.
+MAX_ABS_FEATURE = 1e100
+# A text column is an identifier, not a category, when at least this share of its non-empty
+# cells are distinct (and it has enough of them for the share to mean something).
+ID_LIKE_SHARE = 0.9
+ID_LIKE_MIN_ROWS = 50
+# An object column is numeric with a few bad cells, not a category, when at least this share of
+# its non-empty cells parse as numbers.
+NUMERIC_SHARE = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Roles:
+  """Column names by role, in the file's column order."""
+
+  label: str
+  numeric: tuple[str, ...]
+  categorical: tuple[str, ...]
+  ids: tuple[str, ...] = ()
+  time: str | None = None
+
+
+@dataclasses.dataclass
+class Rows:
+  """The usable rows of a frame, converted by role.
+
+  `index` holds each row's position in the file (0-based data rows), `numeric` the numeric
+  columns as float64 with NaN for gaps, `categorical` each categorical column as canonical
+  strings ("" for a gap), `times` seconds (float64) when there is a time column.
+  """
+
+  index: np.ndarray
+  numeric: np.ndarray
+  categorical: list[np.ndarray]
+  labels: np.ndarray
+  times: np.ndarray | None
+
+
+def _shown_columns(frame: pd.DataFrame) -> str:
+  return ", ".join(map(str, frame.columns[:12])) + (" ..." if len(frame.columns) > 12 else "")
+
+
+def category_strings(column: pd.Series) -> np.ndarray:
+  """A column's cells as the strings that name categories; "" for an empty cell.
+
+  Numbers are written without a fraction when they are whole, so an integer code reads the
+  same whether pandas typed the column int64 or (with a gap in it) float64: 5411 and 5411.0
+  are both "5411".
+  """
+  missing = column.isna().to_numpy()
+  if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+    out = column.astype(str).to_numpy(dtype=object)
+  else:
+    values = column.to_numpy(np.float64)
+    whole = np.isfinite(values) & (values == np.round(values))
+    out = np.where(whole, np.char.mod("%d", np.where(whole, values, 0).astype(np.int64)),
+                   column.astype(str).to_numpy()).astype(object)
+  out[missing] = ""
+  return out
+
+
+def _numeric_share(column: pd.Series) -> float:
+  present = column.notna()
+  if not present.any():
+    return 0.0
+  return float(pd.to_numeric(column[present], errors="coerce").notna().mean())
+
+
+def assign_roles(frame: pd.DataFrame, config) -> Roles:
+  """The role of every column of `frame`, from the config and the column's values.
+
+  Raises:
+    DataError: a named column is missing, or a text column looks like an identifier.
+  """
+  if config.label_column not in frame.columns:
+    raise DataError(f"label column '{config.label_column}' not found; the columns are: "
+                    f"{_shown_columns(frame)}")
+  named = [("--id_columns", c) for c in config.id_columns]
+  named += [("--categorical_columns", c) for c in config.categorical_columns]
+  named += [("--time_column", config.time_column)] if config.time_column else []
+  for flag, column in named:
+    if column not in frame.columns:
+      raise DataError(f"column '{column}' named by {flag} not found; the columns are: "
+                      f"{_shown_columns(frame)}")
+  taken = {config.label_column, config.time_column, *config.id_columns}
+  numeric, categorical = [], []
+  for name in map(str, frame.columns):
+    if name in taken:
+      continue
+    column = frame[name]
+    if name in config.categorical_columns or pd.api.types.is_bool_dtype(column):
+      categorical.append(name)
+    elif pd.api.types.is_numeric_dtype(column) or _numeric_share(column) >= NUMERIC_SHARE:
+      numeric.append(name)  # Cells that do not parse are refused (or dropped) by read_rows.
+    else:
+      present = column.dropna()
+      distinct = present.nunique()
+      if len(present) >= ID_LIKE_MIN_ROWS and distinct >= ID_LIKE_SHARE * len(present):
+        raise DataError(f"column '{name}' holds {distinct} distinct strings in {len(present)} "
+                        "non-empty rows: an identifier, not a category; pass "
+                        f"--id_columns={name} (or --time_column={name} if it is a timestamp)")
+      categorical.append(name)
+  if not numeric and not categorical:
+    raise DataError("no feature columns are left once the label, ID and time columns are set "
+                    "aside")
+  return Roles(label=config.label_column, numeric=tuple(numeric),
+               categorical=tuple(categorical), ids=tuple(config.id_columns),
+               time=config.time_column)
+
+
+_TRUE = {"1", "1.0", "true", "yes"}
+_FALSE = {"0", "0.0", "false", "no"}
+
+
+def parse_labels(column: pd.Series, name: str) -> np.ndarray:
+  """0/1 labels (or true/false strings) to int64. Raises DataError on anything else."""
+  if column.isna().any():
+    raise DataError(f"label column '{name}' has {int(column.isna().sum())} empty value(s)")
+  if column.dtype == bool:
+    return column.to_numpy().astype(np.int64)
+  if pd.api.types.is_numeric_dtype(column):
+    values = column.to_numpy()
+    bad = ~np.isin(values, (0, 1))
+    if bad.any():
+      shown = sorted(set(np.asarray(values[bad]).tolist()))[:5]
+      raise DataError(f"label column '{name}' must hold 0/1; found {int(bad.sum())} row(s) "
+                      f"with other values, e.g. {shown}")
+    return values.astype(np.int64)
+  text = column.astype(str).str.strip().str.lower()
+  bad = ~text.isin(_TRUE | _FALSE)
+  if bad.any():
+    shown = sorted(set(column[bad].astype(str)))[:5]
+    raise DataError(f"label column '{name}' must hold 0/1 or true/false; found "
+                    f"{int(bad.sum())} row(s) with other values, e.g. {shown}")
+  return text.isin(_TRUE).to_numpy().astype(np.int64)
+
+
+def parse_times(column: pd.Series, name: str) -> np.ndarray:
+  """Seconds (float64) of a time column: numbers as they are, or date-time strings.
+
+  Raises:
+    DataError: an empty or unparseable cell (a row with no time cannot be ordered).
+  """
+  if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+    seconds = column.to_numpy(np.float64)
+    bad = ~np.isfinite(seconds)
+  else:
+    parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
+    bad = parsed.isna().to_numpy()
+    seconds = np.zeros(len(column))
+    if (~bad).any():
+      ns = parsed[~bad].astype("int64").to_numpy()
+      seconds[~bad] = ns / 1e9
+  if bad.any():
+    example = column[bad].iloc[0]
+    raise DataError(f"time column '{name}' has {int(bad.sum())} empty or unparseable value(s), "
+                    f"e.g. {str(example)!r} in data row {column.index[bad][0]} (0-based)")
+  return seconds
+
+
+def numeric_values(frame: pd.DataFrame, names: tuple[str, ...]):
+  """(float64 values with NaN gaps, mask of cells that are present but not numbers)."""
+  values = np.empty((len(frame), len(names)), np.float64)
+  text = np.zeros(values.shape, bool)
+  for j, name in enumerate(names):
+    column = frame[name]
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+      values[:, j] = column.to_numpy(np.float64)
+    else:
+      parsed = pd.to_numeric(column, errors="coerce")
+      values[:, j] = parsed.to_numpy(np.float64)
+      text[:, j] = (parsed.isna() & column.notna()).to_numpy()
+  return values, text
+
+
+def read_rows(frame: pd.DataFrame, roles: Roles, *, drop_invalid_rows: bool,
+              require_both_classes: bool = True) -> Rows:
+  """Converts `frame` by role; refuses (or drops) rows that cannot be used.
+
+  Empty numeric cells are gaps (imputed later); text in a numeric column, Inf, and values beyond
+  ±MAX_ABS_FEATURE are invalid: refused, or with `drop_invalid_rows` dropped and counted.
+  `require_both_classes=False` is for one chunk of a file read in chunks, which may hold a
+  single class; the caller checks the whole file's counts.
+
+  Raises:
+    DataError: a missing column, invalid cells, bad labels or times, or a single class.
+  """
+  needed = [roles.label, *roles.numeric, *roles.categorical, *roles.ids]
+  needed += [roles.time] if roles.time else []
+  missing = [c for c in needed if c not in frame.columns]
+  if missing:
+    raise DataError(f"missing column(s): {', '.join(missing)}")
+  values, text = numeric_values(frame, roles.numeric)
+  with np.errstate(invalid="ignore"):
+    infinite = np.isinf(values)
+    extreme = np.isfinite(values) & (np.abs(values) > MAX_ABS_FEATURE)
+  invalid = text | infinite | extreme
+  bad_rows = invalid.any(axis=1)
+  if bad_rows.any():
+    if not drop_invalid_rows:
+      i, j = np.argwhere(invalid)[0]  # The first in file order.
+      name, row = roles.numeric[j], frame.index[i]
+      if text[i, j]:
+        raise DataError(f"feature column '{name}' holds {int(text[:, j].sum())} value(s) that "
+                        f"are not numbers, e.g. {str(frame[name].iloc[i])!r} in data row {row} "
+                        f"(0-based); fix the data, pass --drop_invalid_rows, or "
+                        f"--categorical_columns={name} if it is a category")
+      if infinite[i, j]:
+        raise DataError(f"{int(infinite.any(axis=1).sum())} row(s) have Inf features, e.g. "
+                        f"column '{name}' in data row {row} (0-based); fix the data or pass "
+                        "--drop_invalid_rows")
+      raise DataError(f"feature column '{name}' holds {float(values[i, j])!r} in data row {row} "
+                      f"(0-based): finite, but beyond ±{MAX_ABS_FEATURE:g} it overflows the "
+                      "scaling statistics; fix the data or pass --drop_invalid_rows")
+    logging.warning("Dropping %d row(s) with invalid features (%d text in numeric columns, %d "
+                    "Inf, %d finite beyond ±%g)", int(bad_rows.sum()), int(text.sum()),
+                    int(infinite.sum()), int(extreme.sum()), MAX_ABS_FEATURE)
+    frame, values = frame[~bad_rows], values[~bad_rows]
+  labels = parse_labels(frame[roles.label], roles.label)
+  n_pos = int(labels.sum())
+  if require_both_classes and (n_pos == 0 or n_pos == len(labels)):
+    raise DataError(f"label column '{roles.label}' holds only class {1 if n_pos else 0} "
+                    f"({len(labels)} rows); need both classes")
+  return Rows(index=frame.index.to_numpy(), numeric=values,
+              categorical=[category_strings(frame[c]) for c in roles.categorical],
+              labels=labels,
+              times=parse_times(frame[roles.time], roles.time) if roles.time else None)
