@@ -213,6 +213,12 @@ def validate(c: Config) -> None:
   _require(c.seed >= 0, "seed", c.seed, "must be >= 0")
   _require(c.prepared_dir is None or not c.data_path, "prepared_dir", c.prepared_dir,
            "reads a prepared directory; do not pass --data_path with it")
+  fixed = [name for name, value in (("categorical_columns", c.categorical_columns),
+                                    ("id_columns", c.id_columns), ("time_column", c.time_column),
+                                    ("split", c.split != "random")) if value]
+  _require(c.prepared_dir is None or not fixed, "prepared_dir", c.prepared_dir,
+           f"its column roles and split were fixed by --mode=prepare; do not pass "
+           f"--{fixed[0] if fixed else ''} with it")
   _require(0.0 < c.target_recall <= 1.0, "target_recall", c.target_recall, "must be in (0, 1]")
   _require((c.fp_cost is None) == (c.fn_cost is None), "fp_cost" if c.fp_cost is None else
            "fn_cost", None, "--fp_cost and --fn_cost go together; pass both or neither")

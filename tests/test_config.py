@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from engine.config import Config, ConfigError
@@ -98,3 +100,19 @@ def test_costs(fp, fn, ok):
 def test_the_older_exact_names_mean_the_exact_areas(monitor, metric):
   c = Config(monitor=monitor)
   assert c.monitor_metric == metric and c.monitor_higher_is_better
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(split="time"), "invalid --time_column=None: --split=time needs --time_column"),
+    (dict(split="hash"), "invalid --split='hash'"),
+    (dict(id_columns=("Class",)), "names the label column 'Class'"),
+    (dict(categorical_columns=("a",), id_columns=("a",)), "'a' is also in --id_columns"),
+    (dict(time_column="t", categorical_columns=("t",)), "'t' is also in --time_column"),
+    (dict(prepared_dir="p", split="time", time_column="t"),
+     "column roles and split were fixed by --mode=prepare; do not pass --time_column"),
+    (dict(prepared_dir="p", id_columns=("i",)), "do not pass --id_columns"),
+    (dict(max_categories=0), "invalid --max_categories=0"),
+])
+def test_column_roles_and_split_are_validated(changes, message):
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    Config(**changes)
