@@ -52,19 +52,23 @@ BARS = {"baseline": {"auc": 0.98, "prc": 0.85},
 KEYS = ("auc", "prc", "recall", "precision", "fp", "fn", "loss", "brier")
 # Every contender's figures in the comparison: exact test AP and ROC-AUC, and test recall and
 # precision at the threshold chosen on validation for --target_recall.
-POINT_KEYS = ("ap", "roc_auc", "recall_at_t", "precision_at_t")
+POINT_KEYS = ("ap", "roc_auc", "recall_at_fpr_0.01", "recall_at_t", "precision_at_t")
 PEERS = ("xgboost", "lightgbm")
 # Peers: boosting rounds at most, learning rate, and rounds without a better validation
 # average precision before stopping (the best round's model is the one scored).
 MAX_ROUNDS, LEARNING_RATE, EARLY_STOPPING_ROUNDS = 2000, 0.02, 100
+# The split every contender uses: {} (main.py's stratified random split) or, with --time_split,
+# the time-ordered one ({"split": "time", "time_column": ...}), set once in main().
+SPLIT = {}
 
 
-def point_metrics(auc: float, ap: float, threshold_entry: dict) -> dict:
+def point_metrics(auc: float, ap: float, threshold_entry: dict, recall_at_fpr: dict) -> dict:
   """One contender's comparison figures from its exact test AUCs and a threshold entry shaped
   like results.json's "threshold" ({"value", "validation": confusion, "test": confusion}), so
   the engine's results.json and the other contenders' `operating_point` read the same way."""
   test = threshold_entry["test"]
-  return {"ap": ap, "roc_auc": auc, "recall_at_t": test["recall"],
+  return {"ap": ap, "roc_auc": auc, "recall_at_fpr_0.01": recall_at_fpr["0.01"],
+          "recall_at_t": test["recall"],
           "precision_at_t": test["precision"], "threshold": threshold_entry["value"],
           "validation_recall": threshold_entry["validation"]["recall"]}
 
@@ -75,14 +79,15 @@ def operating_point(y_val, p_val, y_test, p_test, target_recall: float) -> dict:
   sklearn's exact ROC-AUC and average precision on test. Runs in a worker process."""
   from sklearn import metrics as skm
 
-  from engine import threshold
+  from engine import evaluation, threshold
   from engine.config import Config
 
   entry = threshold.choose(Config(target_recall=target_recall), val_labels=y_val,
                            val_probabilities=p_val, test_labels=y_test,
                            test_probabilities=p_test)
   return point_metrics(float(skm.roc_auc_score(y_test, p_test)),
-                       float(skm.average_precision_score(y_test, p_test)), entry)
+                       float(skm.average_precision_score(y_test, p_test)), entry,
+                       evaluation.recall_at_fpr(y_test, p_test))
 
 
 def engine_splits(data_path: str | None, seed: int, **config):
@@ -90,7 +95,7 @@ def engine_splits(data_path: str | None, seed: int, **config):
   from engine.config import Config
   from input_pipeline import preprocessing, sources
 
-  config = Config(seed=seed, data_path=data_path, **config)
+  config = Config(seed=seed, data_path=data_path, **SPLIT, **config)
   return preprocessing.prepare(sources.load_frame(config)[0], config)
 
 
@@ -116,7 +121,8 @@ def run_one(name: str, flags: list[str], seed: int, args, workdir: str) -> dict:
     # Only the engine has its scores; results.json keeps the chosen threshold, not the scores.
     raise SystemExit(f"{model_dir}/results.json chose its threshold by {th} rather than for "
                      f"target recall {args.target_recall}: drop --fp_cost/--fn_cost")
-  results["point"] = point_metrics(results["test"]["auc"], results["test"]["prc"], th)
+  results["point"] = point_metrics(results["test"]["auc"], results["test"]["prc"], th,
+                                   results["test"]["recall_at_fpr"])
   return results
 
 
@@ -211,6 +217,8 @@ def run_worker(what: str, spec: str, args) -> dict:
   never in the process that launches and times main.py."""
   cmd = [sys.executable, os.path.abspath(__file__), f"--{what}_worker={spec}",
          f"--target_recall={args.target_recall}"]
+  if args.time_split:
+    cmd.append(f"--time_split={args.time_split}")
   if args.data_path:
     cmd.append(f"--data_path={args.data_path}")
   proc = subprocess.run(cmd, capture_output=True, text=True,
@@ -223,7 +231,8 @@ def run_worker(what: str, spec: str, args) -> dict:
 def fmt_point(pt: dict) -> str:
   """One line of comparison figures; a mean has no single threshold to show."""
   t = f"t={pt['threshold']:.4g}" if "threshold" in pt else "t"
-  return (f"AP {pt['ap']:.4f} ROC-AUC {pt['roc_auc']:.4f} | at {t}: "
+  return (f"AP {pt['ap']:.4f} ROC-AUC {pt['roc_auc']:.4f} "
+          f"recall@FPR1% {pt['recall_at_fpr_0.01']:.4f} | at {t}: "
           f"recall {pt['recall_at_t']:.4f} precision {pt['precision_at_t']:.4f}")
 
 
@@ -250,8 +259,14 @@ def main():
                  help="also train XGBoost and LightGBM on the same split, per seed")
   p.add_argument("--keras_worker", default=None, help=argparse.SUPPRESS)
   p.add_argument("--peers_worker", default=None, help=argparse.SUPPRESS)
+  p.add_argument("--time_split", default=None, metavar="COLUMN",
+                 help="every contender trains on the past and is tested on the future: "
+                      "main.py's --split=time --time_column=COLUMN")
   p.add_argument("extra", nargs="*", help="more main.py flags, after --")
   args = p.parse_args()
+  if args.time_split:
+    SPLIT.update(split="time", time_column=args.time_split)
+    args.extra = args.extra + ["--split=time", f"--time_column={args.time_split}"]
   if args.keras_worker:
     strategy, seed = args.keras_worker.split(":")
     print(json.dumps(keras_recipe(args.data_path, strategy, int(seed), args.target_recall)))

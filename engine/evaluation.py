@@ -59,6 +59,14 @@ def _ranked_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray
   return tps, last_of_ties + 1 - tps
 
 
+def _areas(tps: np.ndarray, fps: np.ndarray) -> tuple[float, float]:
+  """ROC-AUC and average precision from `_ranked_counts`."""
+  tpr = np.r_[0.0, tps / tps[-1]]
+  fpr = np.r_[0.0, fps / fps[-1]]
+  precision = tps / (tps + fps)
+  return float(np.trapezoid(tpr, fpr)), float(np.sum(np.diff(tpr) * precision))
+
+
 def roc_auc_and_average_precision(labels: np.ndarray, probabilities: np.ndarray,
                                   ) -> tuple[float, float]:
   """ROC-AUC and average precision (PR-AUC) over all predictions, from one sort.
@@ -69,11 +77,58 @@ def roc_auc_and_average_precision(labels: np.ndarray, probabilities: np.ndarray,
   Average precision sums precision times the recall gained at each threshold, with no
   interpolation between points, which would be optimistic on a curve this jagged.
   """
-  tps, fps = _ranked_counts(np.asarray(labels, np.int64), np.asarray(probabilities, np.float64))
-  tpr = np.r_[0.0, tps / tps[-1]]
-  fpr = np.r_[0.0, fps / fps[-1]]
-  precision = tps / (tps + fps)
-  return float(np.trapezoid(tpr, fpr)), float(np.sum(np.diff(tpr) * precision))
+  return _areas(*_ranked_counts(np.asarray(labels, np.int64),
+                                np.asarray(probabilities, np.float64)))
+
+
+# The false-positive rates fraud teams quote recall at: one false alarm per 100 and per 1,000
+# legitimate transactions.
+FPR_RATES = (0.01, 0.001)
+
+
+def _recall_at_fpr(tps: np.ndarray, fps: np.ndarray, rates) -> dict[str, float]:
+  """`recall_at_fpr` from `_ranked_counts`."""
+  # Both never decrease down the ranking, so the last threshold whose rate is within a bound
+  # has the highest recall there. Dividing as sklearn's roc_curve does keeps the bound exact:
+  # 450 / 45000 is the double 0.01, so that threshold counts at the rate 0.01.
+  fpr, tpr = fps / fps[-1], tps / tps[-1]
+  last = np.searchsorted(fpr, np.asarray(rates, np.float64), side="right") - 1
+  # None within the bound (-1): only the threshold above every score, which flags nothing.
+  return {_rate_key(a): float(tpr[i]) if i >= 0 else 0.0 for a, i in zip(rates, last)}
+
+
+def _rate_key(rate: float) -> str:
+  # repr's shortest round trip: 0.01 -> "0.01", and two different rates never share a key.
+  return repr(float(rate))
+
+
+def recall_at_fpr(labels: np.ndarray, probabilities: np.ndarray, rates=FPR_RATES,
+                  ) -> dict[str, float]:
+  """The highest recall at a false-positive rate of at most each of `rates`.
+
+  Over every threshold (rows with tied scores are flagged together, and the threshold above
+  every score flags nothing: recall 0), the highest true-positive rate among those whose
+  false-positive rate FP / negatives is at most the rate. It equals the highest `tpr` with
+  `fpr <= rate` on sklearn's `roc_curve(drop_intermediate=False)` (a test checks it).
+
+  Args:
+    labels: 0/1 labels.
+    probabilities: scores, one per label; higher means more likely fraud.
+    rates: the false-positive rates, each in [0, 1].
+
+  Returns:
+    {repr(rate): recall}, e.g. {"0.01": 0.82, "0.001": 0.61}; NaN where a class is absent.
+
+  Raises:
+    ValueError: a rate outside [0, 1].
+  """
+  rates = tuple(rates)
+  if not all(0.0 <= a <= 1.0 for a in rates):
+    raise ValueError(f"false-positive rates must be in [0, 1], got {rates}")
+  y = np.asarray(labels).astype(np.int64)
+  if not 0 < y.sum() < len(y):
+    return {_rate_key(a): float("nan") for a in rates}
+  return _recall_at_fpr(*_ranked_counts(y, np.asarray(probabilities, np.float64)), rates)
 
 
 def clip_probabilities(probabilities: np.ndarray) -> np.ndarray:
@@ -82,12 +137,15 @@ def clip_probabilities(probabilities: np.ndarray) -> np.ndarray:
 
 
 def exact_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5,
-                  ) -> dict[str, float]:
-  """Confusion counts at `threshold`, and ROC-AUC and PR-AUC over all predictions.
+                  ) -> dict:
+  """Confusion counts at `threshold`; ROC-AUC, PR-AUC and recall at fixed false-positive
+  rates over all predictions.
 
   PR-AUC is average precision, the step-wise area that does not interpolate optimistically.
-  The areas use the probabilities as they are: clipping them (as the log loss must, to stay
-  finite) would turn saturated scores into ties and change the ranking they measure.
+  `recall_at_fpr` is the one nested entry, {"0.01": recall, "0.001": recall} (FPR_RATES); the
+  tables and TensorBoard name its values `recall_at_fpr_0.01`, ... (`flat_metrics`). The
+  ranking metrics use the probabilities as they are: clipping them (as the log loss must, to
+  stay finite) would turn saturated scores into ties and change the ranking they measure.
   """
   y = np.asarray(labels).astype(np.int64)
   p = np.asarray(probabilities, np.float64)
@@ -97,8 +155,12 @@ def exact_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
   fp = int(np.sum(pred & (y == 0)))
   tn = int(np.sum(~pred & (y == 0)))
   fn = int(np.sum(~pred & (y == 1)))
-  auc, prc = (roc_auc_and_average_precision(y, p) if tp + fn > 0 and fp + tn > 0 else
-              (float("nan"), float("nan")))
+  if tp + fn > 0 and fp + tn > 0:
+    counts = _ranked_counts(y, p)  # One sort for every ranking metric: this runs every epoch.
+    (auc, prc), at_fpr = _areas(*counts), _recall_at_fpr(*counts, FPR_RATES)
+  else:
+    auc, prc = float("nan"), float("nan")
+    at_fpr = recall_at_fpr(y, p, FPR_RATES)  # NaN for each rate.
   return {
       "loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
       "brier": float(np.mean((p - y) ** 2)),
@@ -108,40 +170,67 @@ def exact_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
       "recall": tp / (tp + fn) if tp + fn else 0.0,
       "auc": auc,
       "prc": prc,
+      "recall_at_fpr": at_fpr,
   }
 
 
-TABLE_COLUMNS = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc")
+def flat_metrics(metrics: dict) -> dict:
+  """`metrics` with each nested dict spread into `<name>_<key>` entries.
+
+  {"recall_at_fpr": {"0.01": r}} becomes {"recall_at_fpr_0.01": r}: the names TensorBoard and
+  the tables use for what results.json nests.
+  """
+  out = {}
+  for name, value in metrics.items():
+    if isinstance(value, dict):
+      out.update({f"{name}_{k}": v for k, v in flat_metrics(value).items()})
+    else:
+      out[name] = value
+  return out
+
+
+TABLE_COLUMNS = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc",
+                 "recall_at_fpr_0.01")
 RESULTS_COLUMNS = ("threshold", "tp", "fp", "tn", "fn", "precision", "recall", "auc", "prc",
-                   "loss")
+                   "recall_at_fpr_0.01", "loss")
+# Column headers shorter than the metric's name, so the results table fits 100 columns.
+HEADERS = {"recall_at_fpr_0.01": "r@fpr1%"}
 
 
-def _cell(column: str, value, width: int) -> str:
+def _cell(column: str, value) -> str:
   if value is None:
-    return f"{'-':>{width}}"
+    return "-"
   if isinstance(value, (int, np.integer)):
-    return f"{value:>{width}d}"
+    return f"{value:d}"
+  if not isinstance(value, (float, np.floating)):
+    return str(value)
   # A threshold can be 1e-5 on calibrated scores: significant digits, not decimals.
-  return f"{value:>{width}.4g}" if column == "threshold" else f"{value:>{width}.4f}"
+  return f"{value:.4g}" if column == "threshold" else f"{value:.4f}"
 
 
-def format_table(rows: dict[str, dict[str, float]], columns=TABLE_COLUMNS) -> str:
+def format_table(rows: dict[str, dict], columns=TABLE_COLUMNS) -> str:
   """A plain-text table: one row per split/run, one column per metric; '-' where a row has none.
 
-  Columns are as narrow as their names allow, so the results table fits 100 columns.
+  Nested metrics are looked up by their flat names (`flat_metrics`: `recall_at_fpr_0.01`).
+  Columns are as narrow as their headers (HEADERS) and cells allow, one space apart, so the
+  results table fits 100 columns; a wider count still leaves a space.
   """
-  width = max(len(k) for k in rows) + 2
-  widths = [max(len(c), 6) + 2 for c in columns]
-  lines = [" " * width + "".join(f"{c:>{w}}" for c, w in zip(columns, widths))]
-  for name, vals in rows.items():
-    lines.append(f"{name:<{width}}" + "".join(_cell(c, vals.get(c), w)
-                                              for c, w in zip(columns, widths)))
+  cells = {name: [_cell(c, vals.get(c)) for c in columns]
+           for name, vals in ((n, flat_metrics(v)) for n, v in rows.items())}
+  headers = [HEADERS.get(c, c) for c in columns]
+  widths = [max(len(h), 6, *(len(r[i]) for r in cells.values())) + 1
+            for i, h in enumerate(headers)]
+  width = max(len(k) for k in rows) + 1
+  lines = [" " * width + "".join(f"{h:>{w}}" for h, w in zip(headers, widths))]
+  for name, row in cells.items():
+    lines.append(f"{name:<{width}}" + "".join(f"{v:>{w}}" for v, w in zip(row, widths)))
   return "\n".join(lines)
 
 
 def results_table(results: dict) -> str:
   """The end of a training run on screen: a title saying which weights and which threshold,
-  then validation and test at 0.5 and at the chosen threshold (`@t`)."""
+  then validation and test at 0.5 and at the chosen threshold (`@t`; its rows have no ranking
+  metrics: those do not depend on the threshold)."""
   th = results["threshold"]
   rule = (f"recall >= {th['target_recall']:g}" if "target_recall" in th else
           f"lowest {th['fp_cost']:g}*FP + {th['fn_cost']:g}*FN")
@@ -152,6 +241,7 @@ def results_table(results: dict) -> str:
   rows = {"validation": {"threshold": 0.5, **results["validation"]},
           "test": {"threshold": 0.5, **results["test"]},
           "validation @t": {**at_t, **th["validation"]}, "test @t": {**at_t, **th["test"]}}
-  return (f"Metrics of the {which}; auc and prc over all predictions.\n"
+  return (f"Metrics of the {which}; auc, prc and r@fpr1% over all predictions.\n"
+          "r@fpr1%: the best recall at a false-positive rate of at most 1% (recall_at_fpr).\n"
           f"@t: the threshold chosen on validation for {rule}.\n"
           + format_table(rows, RESULTS_COLUMNS))

@@ -3,7 +3,8 @@
 Runs under `<model_dir>/logs`: `train` and `validation` per epoch; `test` (the best weights' test
 metrics) and `validation_best` (the best epoch's validation metrics, again, with `best_epoch`),
 both at the best epoch's step; and `logs` itself, the HParams session. A tag means what it means
-in results.json: `auc` and `prc` are exact, `auc_streaming` and `prc_streaming` Keras' estimates.
+in results.json: `auc` and `prc` are exact, `auc_streaming` and `prc_streaming` Keras' estimates;
+`recall_at_fpr_0.01` is results.json's `recall_at_fpr` {"0.01": ...}.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from engine import evaluation
+
 
 BEST_VALIDATION = "validation_best"
 # The HParams table's columns: {run: [tags]}. The validation figures come from the best epoch
 # (the HParams plugin reads a tag's last value, which in `validation` is the last epoch's).
-HPARAMS_METRICS = {BEST_VALIDATION: ["best_epoch", "prc", "auc", "loss"],
-                   "test": ["prc", "auc", "precision", "recall", "loss"]}
+HPARAMS_METRICS = {BEST_VALIDATION: ["best_epoch", "prc", "auc", "recall_at_fpr_0.01", "loss"],
+                   "test": ["prc", "auc", "recall_at_fpr_0.01", "precision", "recall", "loss"]}
 
 
 class Summaries:
@@ -38,8 +41,11 @@ class Summaries:
       self._writers[name] = tf.summary.create_file_writer(os.path.join(self._root, name))
     return self._writers[name]
 
-  def scalars(self, name: str, values: dict[str, float], step: int) -> None:
+  def scalars(self, name: str, values: dict, step: int) -> None:
     """Writes each value as a scalar summary under its tag, at `step`, all in one event.
+
+    A nested dict is written under its flat names (`evaluation.flat_metrics`): results.json's
+    {"recall_at_fpr": {"0.01": r}} is the tag `recall_at_fpr_0.01`.
 
     The Summary protobuf is built on the host (TensorBoard's `scalar_pb`: the same float32
     tensor and scalar-plugin metadata `tf.summary.scalar` writes) and written with one op.
@@ -51,7 +57,7 @@ class Summaries:
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.scalar import summary_v2 as scalar_summary
     pb = summary_pb2.Summary()
-    for tag, value in values.items():
+    for tag, value in evaluation.flat_metrics(values).items():
       pb.value.extend(scalar_summary.scalar_pb(tag, float(value)).value)
     with self.writer(name).as_default(step=step):
       tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=step)

@@ -91,9 +91,9 @@ class Trainer:
     """Scores `split` once with the current weights (members averaged, prior corrected).
 
     Every epoch and the final report call this, so a name means the same number in both: the
-    exact metrics of engine/evaluation.py (`loss`, `brier`, the counts at 0.5, `auc`, `prc` over
-    all predictions), plus the 200-threshold Keras estimates as `auc_streaming` and
-    `prc_streaming`.
+    exact metrics of engine/evaluation.py (`loss`, `brier`, the counts at 0.5, and over all
+    predictions `auc`, `prc` and the nested `recall_at_fpr`), plus the 200-threshold Keras
+    estimates as `auc_streaming` and `prc_streaming`.
 
     Returns:
       (metrics, labels, probabilities, member_areas); `member_areas` is each member's exact

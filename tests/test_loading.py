@@ -10,11 +10,11 @@ from input_pipeline import loading
 from input_pipeline.errors import DataError
 
 
-def _csv(tmp_path, rows=4000, nan_rows=0, bad_label=False):
+def _csv(tmp_path, rows=4000, inf_rows=0, bad_label=False):
   rng = np.random.default_rng(0)
   frame = pd.DataFrame(rng.normal(size=(rows, 5)), columns=[f"f{i}" for i in range(5)])
   frame["Class"] = (rng.random(rows) < 0.05).astype(int)
-  frame.iloc[:nan_rows, 0] = np.nan
+  frame.iloc[:inf_rows, 0] = np.inf
   if bad_label:
     frame.loc[7, "Class"] = 3
   path = tmp_path / "data.csv"
@@ -48,10 +48,10 @@ def test_errors_of_the_child_are_raised_here_with_their_message(tmp_path):
 
 
 def test_the_child_log_lines_are_replayed(tmp_path, caplog):
-  config = Config(data_path=_csv(tmp_path, nan_rows=3), drop_invalid_rows=True)
+  config = Config(data_path=_csv(tmp_path, inf_rows=3), drop_invalid_rows=True)
   with caplog.at_level(logging.INFO):
     loading.BackgroundLoad(config).result()
-  assert any("Dropping 3 row(s) with NaN or Inf features" in r.getMessage()
+  assert any("Dropping 3 row(s) with invalid features" in r.getMessage()
              for r in caplog.records if r.levelno == logging.WARNING)
 
 

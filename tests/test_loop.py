@@ -6,13 +6,14 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from engine import evaluation, loop
 from engine.config import Config
 from input_pipeline import preprocessing
 from input_pipeline.data import InMemoryData
 from input_pipeline.errors import DataError
-from tests.conftest import small_frame
+from tests.conftest import read_json, small_frame
 
 CONFIG = Config(strategy="baseline", batch_size=128, learning_rate=1e-2, dropout=0.0,
                 steps_per_epoch=10, epochs=3, patience=2)
@@ -83,3 +84,38 @@ def test_colliding_serving_names_are_refused_before_anything_is_written(tmp_path
   with pytest.raises(DataError, match="'amount usd' and 'amount_usd' both become"):
     loop.train_and_evaluate(CONFIG.replace(data_path=str(csv)), str(model_dir))
   assert not model_dir.exists()
+
+
+def _scalars(log_dir: str) -> dict[str, dict[int, float]]:
+  acc = EventAccumulator(log_dir, size_guidance={"tensors": 0})
+  acc.Reload()
+  # Scalars only (DT_FLOAT, rank 0): not the PR curve.
+  return {tag: {e.step: float(e.tensor_proto.float_val[0]) for e in acc.Tensors(tag)}
+          for tag in acc.Tags()["tensors"]
+          if all(e.tensor_proto.dtype == 1 and not e.tensor_proto.tensor_shape.dim
+                 for e in acc.Tensors(tag))}
+
+
+def test_recall_at_fpr_reaches_results_json_and_tensorboard(tmp_path):
+  config = CONFIG.replace(epochs=2)
+  data = InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
+  model_dir = str(tmp_path / "run")
+  loop.train_and_evaluate(config, model_dir, data=data)
+  results = read_json(os.path.join(model_dir, "results.json"))
+  for split in ("validation", "test"):
+    at_fpr = results[split]["recall_at_fpr"]
+    assert set(at_fpr) == {"0.01", "0.001"}
+    assert all(0.0 <= r <= 1.0 for r in at_fpr.values()), at_fpr
+    assert at_fpr["0.001"] <= at_fpr["0.01"]
+  best = results["best_epoch"]
+  validation = _scalars(os.path.join(model_dir, "logs", "validation"))
+  assert set(validation["recall_at_fpr_0.01"]) == {1, 2}  # every epoch
+  assert set(validation["recall_at_fpr_0.001"]) == {1, 2}
+  # The best epoch's value, as results.json and the other runs hold it.
+  assert validation["recall_at_fpr_0.01"][best] == pytest.approx(
+      results["validation"]["recall_at_fpr"]["0.01"], abs=1e-6)
+  for run, split in (("validation_best", "validation"), ("test", "test")):
+    tags = _scalars(os.path.join(model_dir, "logs", run))
+    for rate in ("0.01", "0.001"):
+      assert tags[f"recall_at_fpr_{rate}"] == {best: pytest.approx(
+          results[split]["recall_at_fpr"][rate], abs=1e-6)}

@@ -64,7 +64,8 @@ def test_end_to_end_writes_results_checkpoints_and_logs(tiny_run):
   train_tags = _tags(os.path.join(model_dir, "logs", "train"))
   val_tags = _tags(os.path.join(model_dir, "logs", "validation"))
   assert TRAIN_METRICS | {"examples_per_second"} == train_tags - {"config"}  # config: Text
-  assert METRICS | STREAMING | {"brier"} == val_tags - {"pr_curve/pr_curves"}
+  assert METRICS | STREAMING | {"brier", "recall_at_fpr_0.01", "recall_at_fpr_0.001"} == \
+      val_tags - {"pr_curve/pr_curves"}
   assert METRICS | STREAMING | {"brier"} <= _tags(os.path.join(model_dir, "logs", "test"))
   # The oversampled model's PR curve, from its exact scores, spans recall from <= 0.1 to 1, and
   # resolves the first fraud caught (1 of 7 test positives here).

@@ -9,9 +9,12 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from engine.config import STRATEGIES
+from engine.summaries import Summaries
 
 START_TIMEOUT_S = 60
 
@@ -77,6 +80,10 @@ def test_scalar_tags(tensorboard):
         tags[f"{s}/logs/validation"])
     assert {"auc", "prc", "auc_streaming"} <= set(tags[f"{s}/logs/test"])
     assert {"best_epoch", "auc", "prc"} <= set(tags[f"{s}/logs/validation_best"])
+    # results.json's nested recall_at_fpr, under flat names, wherever exact metrics are.
+    for run in ("validation", "test", "validation_best"):
+      assert {"recall_at_fpr_0.01", "recall_at_fpr_0.001"} <= set(tags[f"{s}/logs/{run}"])
+      assert "recall_at_fpr" not in tags[f"{s}/logs/{run}"]
 
 
 def test_pr_curves_for_validation_and_test(tensorboard):
@@ -107,7 +114,6 @@ def test_images(tensorboard):
             "pr_curve_image", "reliability"} <= set(tags[f"{s}/logs/test"])
   # TensorBoard serves a real picture: a PNG of the figure's size, not a blank one.
   import urllib.parse
-  import numpy as np
   import tensorflow as tf
   entries = get(tensorboard, "/data/plugin/images/images?" + urllib.parse.urlencode(
       {"run": "oversample/logs/test", "tag": "roc_curve"}))
@@ -143,3 +149,19 @@ def test_hparams_compare_the_strategies(tensorboard, all_run):
     assert values[("validation_best", "prc")] == pytest.approx(results["validation"]["prc"],
                                                                abs=1e-6)
     assert values[("validation_best", "best_epoch")] == results["best_epoch"]
+
+
+def test_nested_metrics_become_flat_scalars(tmp_path):
+  # In-process, read back as the end-to-end tests read event files.
+  summaries = Summaries(str(tmp_path))
+  for step, r in ((1, 0.25), (2, 0.5)):
+    summaries.scalars("validation", {"auc": 0.9, "recall_at_fpr": {"0.01": r, "0.001": r / 2}},
+                      step)
+  summaries.close()
+  acc = EventAccumulator(str(tmp_path / "logs" / "validation"), size_guidance={"tensors": 0})
+  acc.Reload()
+  assert set(acc.Tags()["tensors"]) == {"auc", "recall_at_fpr_0.01", "recall_at_fpr_0.001"}
+  values = {tag: [(e.step, float(np.asarray(e.tensor_proto.float_val)[0]))
+                  for e in acc.Tensors(tag)] for tag in acc.Tags()["tensors"]}
+  assert values["recall_at_fpr_0.01"] == [(1, 0.25), (2, 0.5)]
+  assert values["recall_at_fpr_0.001"] == [(1, 0.125), (2, 0.25)]
