@@ -347,7 +347,8 @@ def main():
   report["comparison"] = [dict(contender=name, **m) for name, m in table.items()]
   print(f"\nMeans over seeds {args.seeds}; t = the threshold chosen on validation for recall >= "
         f"{args.target_recall}:\n")
-  print("| contender | test AP | ROC-AUC | recall@t | precision@t |\n|---|---|---|---|---|")
+  print("| contender | test AP | ROC-AUC | recall at 1% FPR | recall@t | precision@t |\n"
+        "|---|---|---|---|---|---|")
   for name, m in table.items():
     print(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in POINT_KEYS) + " |")
   if args.json:
