@@ -192,3 +192,16 @@ def transactions(rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
       "mcc": mcc,
       "is_fraud": is_fraud,
   }, columns=COLUMNS)
+
+
+if __name__ == "__main__":
+  # python -m tests.transactions --rows=50000 --output=transactions.csv: a table to try the
+  # column roles and the time split on (README).
+  import argparse
+  parser = argparse.ArgumentParser(description="Writes a generated transaction table as CSV.")
+  parser.add_argument("--rows", type=int, default=50_000)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--output", default="transactions.csv")
+  args = parser.parse_args()
+  transactions(args.rows, args.seed).to_csv(args.output, index=False)
+  print(f"wrote {args.rows} rows to {args.output}")
