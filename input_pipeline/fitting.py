@@ -93,9 +93,11 @@ class Fitter:
     self.rows += len(index)
     self.moments.update(numeric)
     self.gaps += np.isnan(numeric).sum(axis=0)
-    priority = np.concatenate([self._priority, splitmix64(np.asarray(index, np.uint64) ^
-                                                           self._salt)])
-    sample = np.concatenate([self._sample, numeric])
+    priority = splitmix64(np.asarray(index, np.uint64) ^ self._salt)
+    sample = numeric
+    if len(self._priority):  # No copy of a first (or only) chunk: it is kept as it is.
+      priority = np.concatenate([self._priority, priority])
+      sample = np.concatenate([self._sample, numeric])
     if len(priority) > MEDIAN_SAMPLE_ROWS:
       keep = np.argpartition(priority, MEDIAN_SAMPLE_ROWS)[:MEDIAN_SAMPLE_ROWS]
       priority, sample = priority[keep], sample[keep]

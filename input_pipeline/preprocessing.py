@@ -82,8 +82,11 @@ class Preprocessor:
   def encode(self, cleaned: np.ndarray, categorical: list[np.ndarray]) -> np.ndarray:
     """Cleaned numeric features and category strings to model features (float32)."""
     gaps = np.isnan(cleaned)
-    filled = np.where(gaps, np.asarray(self.medians), cleaned)
-    z = np.clip((filled - np.asarray(self.mean)) / np.asarray(self.scale), -self.clip, self.clip)
+    # In place from here: on the credit-card set each temporary is 68 MB.
+    z = np.where(gaps, np.asarray(self.medians), cleaned)
+    z -= np.asarray(self.mean)
+    z /= np.asarray(self.scale)
+    np.clip(z, -self.clip, self.clip, out=z)
     blocks = [z, gaps[:, [self.numeric_features.index(n) for n in self.missing_indicators]]]
     for values, vocabulary in zip(categorical, self.vocabularies):
       ids = pd.Index(vocabulary).get_indexer(values.astype(str)) + 2  # -1 (unseen) -> 1 -> 0
@@ -264,6 +267,7 @@ def prepare(frame: pd.DataFrame, config) -> Splits:
   rows = columns_lib.read_rows(frame, roles, drop_invalid_rows=config.drop_invalid_rows)
   pre = unfitted_preprocessor(roles, config)
   cleaned = pre.clean(rows.numeric)
+  rows.numeric = None  # Cleaned now: not held through the fit and the encoding.
   split = split_rows(rows, config)
   train = split == 0
   fitter = Fitter(pre, config)
