@@ -144,6 +144,10 @@ class ExportedModel:
     return self.info.get("id_columns", [])
 
   @property
+  def categorical_columns(self) -> list[str]:
+    return self.info.get("categorical_columns", [])
+
+  @property
   def threshold(self) -> float:
     return float(self.info["threshold"]["value"])
 

@@ -20,11 +20,15 @@ from input_pipeline.errors import DataError
 ID_COLUMNS = ("id", "ID", "Id", "transaction_id")
 
 
-def _read(config: Config) -> pd.DataFrame:
+def _read(config: Config, model: ExportedModel) -> pd.DataFrame:
+  # Categories and IDs as the file writes them, as training read them ("01234" stays that).
+  return sources.read_csv(config.data_path, (*model.categorical_columns, *model.id_columns))
+
+
+def _check_data_path(config: Config) -> None:
   if not config.data_path:
     raise ConfigError("invalid --data_path=None: --mode=predict and --mode=evaluate need the "
                       "CSV to score")
-  return sources.read_csv(config.data_path)
 
 
 def check_output(output: str) -> None:
@@ -53,8 +57,9 @@ def predict(config: Config, export_dir: str, output: str) -> pd.DataFrame:
   if not output:
     raise ConfigError("invalid --output=None: --mode=predict needs a CSV path for the scores")
   check_output(output)
-  frame = _read(config)
+  _check_data_path(config)
   model = ExportedModel(export_dir)
+  frame = _read(config, model)
   probabilities, decisions = model.score(frame)
   ids = [c for c in model.id_columns if c in frame.columns]
   if len(ids) < len(model.id_columns):
@@ -86,8 +91,9 @@ def evaluate(config: Config, export_dir: str) -> dict:
     ConfigError: no --data_path.
     DataError: no label column, bad labels, missing features.
   """
-  frame = _read(config)
+  _check_data_path(config)
   model = ExportedModel(export_dir)
+  frame = _read(config, model)
   label = model.info.get("label_column", config.label_column)
   if label not in frame.columns:
     raise DataError(f"label column '{label}' not found in {config.data_path}; "

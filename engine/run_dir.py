@@ -36,7 +36,10 @@ PREPARED_METADATA_FILE = "metadata.json"
 # rate, distribution, batch size...) may change between runs.
 # The model's fields are checked before the features, the data's after: a file with other
 # columns is reported as other features, the plainer reason.
-MODEL_FIELDS = ("strategy", "hidden_units", "ensemble", "label_column", "dataset")
+# positive_fraction: the stream a run draws and the prior correction of its scores; its default
+# changed (0.05 -> 0.01), so a run started before must not resume with the new one.
+MODEL_FIELDS = ("strategy", "hidden_units", "ensemble", "label_column", "dataset",
+                "positive_fraction")
 DATA_FIELDS = ("data_path", "prepared_dir", "synthetic_rows", "seed", "validation_fraction",
                "test_fraction", "clip", "drop_invalid_rows", "categorical_columns", "id_columns",
                "time_column", "split", "max_categories", "min_category_count")

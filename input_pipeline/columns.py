@@ -84,6 +84,14 @@ def category_strings(column: pd.Series) -> np.ndarray:
   return out
 
 
+def _holds_bools(column: pd.Series) -> bool:
+  """A bool column with gaps: pandas types it object, with True/False cells."""
+  if column.dtype != object:
+    return False
+  present = column.dropna()
+  return len(present) > 0 and all(isinstance(v, (bool, np.bool_)) for v in present.head(1000))
+
+
 def _numeric_share(column: pd.Series) -> float:
   present = column.notna()
   if not present.any():
@@ -113,7 +121,8 @@ def assign_roles(frame: pd.DataFrame, config) -> Roles:
     if name in taken:
       continue
     column = frame[name]
-    if name in config.categorical_columns or pd.api.types.is_bool_dtype(column):
+    if (name in config.categorical_columns or pd.api.types.is_bool_dtype(column) or
+        _holds_bools(column)):
       categorical.append(name)
     elif pd.api.types.is_numeric_dtype(column) or _numeric_share(column) >= NUMERIC_SHARE:
       numeric.append(name)  # Cells that do not parse are refused (or dropped) by read_rows.
@@ -174,7 +183,8 @@ def parse_times(column: pd.Series, name: str) -> np.ndarray:
     bad = parsed.isna().to_numpy()
     seconds = np.zeros(len(column))
     if (~bad).any():
-      ns = parsed[~bad].astype("int64").to_numpy()
+      # In one unit: pandas picks microseconds, or nanoseconds if any cell has them.
+      ns = parsed[~bad].dt.as_unit("ns").astype("int64").to_numpy()
       seconds[~bad] = ns / 1e9
   if bad.any():
     example = column[bad].iloc[0]

@@ -88,12 +88,16 @@ def _all_files(files: dict) -> list[str]:
   return files["train"]["0"] + files["train"]["1"] + files["validation"] + files["test"]
 
 
-def _csv_chunks(path: str, chunk_rows: int, usecols=None):
-  """(first row number, frame) for each chunk of the CSV; DataError for an unreadable file."""
+def _csv_chunks(path: str, chunk_rows: int, usecols=None, text_columns=()):
+  """(first row number, frame) for each chunk of the CSV; DataError for an unreadable file.
+
+  `text_columns` are read as text in every chunk (sources.read_csv says why).
+  """
   sources.check_csv_path(path)
   try:
     start = 0
-    with pd.read_csv(path, chunksize=chunk_rows, usecols=usecols) as reader:
+    with pd.read_csv(path, chunksize=chunk_rows, usecols=usecols,
+                     dtype={c: str for c in text_columns} or None) as reader:
       for frame in reader:
         if usecols is None and len(frame.columns) < 2:
           raise DataError(f"{path} has {len(frame.columns)} column(s); need a label and at "
@@ -111,20 +115,29 @@ def _csv_chunks(path: str, chunk_rows: int, usecols=None):
     raise DataError(f"{path} is not a readable CSV file: {first}") from None
 
 
-def _read_chunk(frame: pd.DataFrame, start: int, config, pre):
-  """(checked rows, cleaned numeric features, the unfitted preprocessor) of one chunk.
+def _unfitted(path: str, config):
+  """The column roles, decided on the file's first chunk (its other chunks must agree), as an
+  unfitted preprocessor; and the file's column names."""
+  explicit = (*config.categorical_columns, *config.id_columns)
+  for _, frame in _csv_chunks(path, config.prepare_chunk_rows, text_columns=explicit):
+    roles = columns.assign_roles(frame, config)
+    return preprocessing.unfitted_preprocessor(roles, config), list(map(str, frame.columns))
 
-  `pre` is None for the first chunk: its columns decide the roles of every chunk's.
-  """
+
+def _chunks_by_role(path: str, config, pre):
+  return _csv_chunks(path, config.prepare_chunk_rows,
+                     text_columns=(*pre.categorical_columns, *pre.id_columns))
+
+
+def _read_chunk(frame: pd.DataFrame, start: int, config, pre):
+  """(checked rows, cleaned numeric features) of one chunk, by the roles `pre` holds."""
   frame = frame.set_axis(np.arange(start, start + len(frame)), axis=0)
-  if pre is None:
-    pre = preprocessing.unfitted_preprocessor(columns.assign_roles(frame, config), config)
   roles = columns.Roles(label=config.label_column, numeric=tuple(pre.numeric_columns),
                         categorical=tuple(pre.categorical_columns), ids=tuple(pre.id_columns),
                         time=pre.time_column)
   rows = columns.read_rows(frame, roles, drop_invalid_rows=config.drop_invalid_rows,
                            require_both_classes=False)
-  return rows, pre.clean(rows.numeric), pre
+  return rows, pre.clean(rows.numeric)
 
 
 class _Splitter:
@@ -227,16 +240,13 @@ def remove_prepared(output_dir: str) -> None:
       os.remove(path)
 
 
-def _statistics_pass(path: str, config, splitter: _Splitter):
-  """Pass 1: (the fitted preprocessor, training-row count, counts [split, class], columns)."""
+def _statistics_pass(path: str, config, splitter: _Splitter, pre):
+  """Pass 1: (the fitted preprocessor, training-row count, counts [split, class])."""
   t0 = time.perf_counter()
-  pre, fitter = None, None
+  fitter = Fitter(pre, config)
   counts = np.zeros((3, 2), np.int64)  # [split, class]
-  names = None
-  for start, frame in _csv_chunks(path, config.prepare_chunk_rows):
-    names = names or list(map(str, frame.columns))
-    rows, cleaned, pre = _read_chunk(frame, start, config, pre)
-    fitter = fitter or Fitter(pre, config)
+  for start, frame in _chunks_by_role(path, config, pre):
+    rows, cleaned = _read_chunk(frame, start, config, pre)
     split = splitter(rows.index)
     train = split == 0
     fitter.update(rows.index[train], cleaned[train], [c[train] for c in rows.categorical])
@@ -248,7 +258,7 @@ def _statistics_pass(path: str, config, splitter: _Splitter):
       if counts[s, cls] == 0:
         raise DataError(f"the {name} split has no rows of class {cls} ({int(counts[:, cls].sum())}"
                         f" in the file); need both classes in every split")
-  return fitter.finish(), fitter.rows, counts, names
+  return fitter.finish(), fitter.rows, counts
 
 
 def _write_pass(path: str, config, splitter: _Splitter, pre, output_dir: str,
@@ -266,8 +276,8 @@ def _write_pass(path: str, config, splitter: _Splitter, pre, output_dir: str,
              for name in _all_files(files)}
   next_shard = np.zeros((3, 2), np.int64)
   try:
-    for start, frame in _csv_chunks(path, config.prepare_chunk_rows):
-      rows, cleaned, _ = _read_chunk(frame, start, config, pre)
+    for start, frame in _chunks_by_role(path, config, pre):
+      rows, cleaned = _read_chunk(frame, start, config, pre)
       labels = rows.labels
       split = splitter(rows.index)
       x = pre.encode(cleaned, rows.categorical)
@@ -310,8 +320,9 @@ def prepare(config, output_dir: str) -> dict:
     path = sources.fetch_creditcard()
   else:
     raise DataError("--mode=prepare reads a CSV: pass --data_path (or --dataset=creditcard)")
+  pre, names = _unfitted(path, config)
   splitter = _Splitter(path, config)
-  pre, train_rows, counts, names = _statistics_pass(path, config, splitter)
+  pre, train_rows, counts = _statistics_pass(path, config, splitter, pre)
   if config.fresh and os.path.isdir(output_dir):
     remove_prepared(output_dir)
   os.makedirs(output_dir, exist_ok=True)

@@ -74,7 +74,15 @@ class Preprocessor:
     if self.drop_time:
       out.pop("Time")
     if self.log_amount:
-      out["Log Amount"] = np.log(out.pop("Amount") + AMOUNT_EPS)
+      amount = out.pop("Amount")
+      with np.errstate(invalid="ignore"):
+        negative = amount < 0
+      if negative.any():
+        raise DataError(f"column 'Amount' holds {int(negative.sum())} negative value(s), e.g. "
+                        f"{float(amount[negative][0])!r}: the credit-card cleaning takes "
+                        "log(Amount + 0.001), which needs Amount >= 0; rename the column to "
+                        "keep it as it is")
+      out["Log Amount"] = np.log(amount + AMOUNT_EPS)
     if not self.numeric_features:
       return np.zeros((len(numeric), 0))
     return np.stack([out[n] for n in self.numeric_features], axis=1)

@@ -238,11 +238,15 @@ def fingerprint(path: str) -> str:
   return h.hexdigest()
 
 
-def read_csv(path: str) -> pd.DataFrame:
-  """Reads a CSV or CSV.gz, refusing what is not one with a DataError naming the problem."""
+def read_csv(path: str, text_columns=()) -> pd.DataFrame:
+  """Reads a CSV or CSV.gz, refusing what is not one with a DataError naming the problem.
+
+  `text_columns` are read as the file writes them, not as numbers pandas guesses: a category
+  ("01234", "5411.0") or an ID must read the same in every file and every chunk.
+  """
   check_csv_path(path)
   try:
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, dtype={c: str for c in text_columns} or None)
   except DataError:
     raise
   except pd.errors.EmptyDataError:
@@ -261,7 +265,8 @@ def read_csv(path: str) -> pd.DataFrame:
 def load_frame(config) -> tuple[pd.DataFrame, str]:
   """Returns the raw frame the config names and a short description of where it came from."""
   if config.data_path:
-    return read_csv(config.data_path), config.data_path
+    return (read_csv(config.data_path, (*config.categorical_columns, *config.id_columns)),
+            config.data_path)
   if config.dataset == "synthetic":
     return (synthetic_creditcard(config.synthetic_rows, config.seed),
             f"synthetic({config.synthetic_rows} rows, seed {config.seed})")

@@ -13,6 +13,7 @@ class _FakeExport:
 
   raw_columns = [f"V{i}" for i in range(1, 29)]
   id_columns: list = []
+  categorical_columns: list = []
   threshold = 0.5
 
   def __init__(self, export_dir):
