@@ -33,10 +33,14 @@ SERVING_JSON = os.path.join("assets.extra", "serving.json")
 def signature_name(column: str) -> str:
   """A signature input name for a CSV column ("Log Amount" -> "Log_Amount").
 
-  SavedModel input names allow letters, digits and `_.-/`; anything else becomes `_`.
+  What `tf.function` keeps as a signature's argument name: letters, digits and `_`, starting
+  with a letter. It rewrites anything else itself (`a.b` -> `a_b`, `9x` -> `arg_9x`), after the
+  collision check below, so two columns could meet there only at export, after training; and
+  the names in serving.json would not be the signature's. So the name is made here: any other
+  character becomes `_`, and a name not starting with a letter gets a `c` in front.
   """
-  name = re.sub(r"[^A-Za-z0-9_.\-/]", "_", column)
-  return name if re.match(r"[A-Za-z0-9.]", name) else "c" + name
+  name = re.sub(r"[^A-Za-z0-9_]", "_", column)
+  return name if re.match(r"[A-Za-z]", name) else "c" + name
 
 
 def input_names(columns: list[str]) -> list[str]:

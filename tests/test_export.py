@@ -74,7 +74,25 @@ def test_a_directory_without_export_is_a_data_error(tmp_path):
 
 
 @pytest.mark.parametrize("column,name", [("V1", "V1"), ("Log Amount", "Log_Amount"),
-                                         ("_x", "c_x"), ("a.b-c/d", "a.b-c/d"),
+                                         ("_x", "c_x"), ("a.b-c/d", "a_b_c_d"),
+                                         ("9x", "c9x"),
                                          ("é", "c_")])
 def test_signature_names(column, name):
   assert export.signature_name(column) == name
+
+
+def test_columns_tensorflow_would_rename_still_serve(tmp_path):
+  """A dot or a leading digit in a column name: TensorFlow rewrites such argument names, so
+  the export names them itself; serving.json and the signature agree, and scoring works."""
+  frame = small_frame(rows=600, positives=20).rename(columns={"V1": "v.1", "V2": "9lives"})
+  config = Config(hidden_units=(4,))
+  splits = preprocessing.prepare(frame, config)
+  model = build_model(config, num_features=splits.num_features, output_bias=-1.0)
+  path = export.export_model(model, splits.preprocessor, threshold={"value": 0.5},
+                             export_dir=str(tmp_path / "export"))
+  loaded = export.ExportedModel(path)
+  inputs = loaded.loaded.signatures["serving_default"].structured_input_signature[1]
+  assert set(inputs) == set(loaded.info["input_names"]) and "v_1" in inputs and "c9lives" in inputs
+  probs, _ = loaded.score(frame.drop(columns=["Class"]))
+  np.testing.assert_allclose(probs, evaluation.predict_probabilities(
+      model, splits.preprocessor(frame)), rtol=0, atol=1e-6)
