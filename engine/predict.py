@@ -20,9 +20,10 @@ from input_pipeline.errors import DataError
 ID_COLUMNS = ("id", "ID", "Id", "transaction_id")
 
 
-def _read(config: Config, model: ExportedModel) -> pd.DataFrame:
+def _read(config: Config, model: ExportedModel, labelled: bool) -> pd.DataFrame:
   # Categories and IDs as the file writes them, as training read them ("01234" stays that).
-  return sources.read_csv(config.data_path, (*model.categorical_columns, *model.id_columns))
+  return sources.read_csv(config.data_path, (*model.categorical_columns, *model.id_columns),
+                          labelled=labelled)
 
 
 def _check_data_path(config: Config) -> None:
@@ -59,7 +60,7 @@ def predict(config: Config, export_dir: str, output: str) -> pd.DataFrame:
   check_output(output)
   _check_data_path(config)
   model = ExportedModel(export_dir)
-  frame = _read(config, model)
+  frame = _read(config, model, labelled=False)
   probabilities, decisions = model.score(frame)
   ids = [c for c in model.id_columns if c in frame.columns]
   if len(ids) < len(model.id_columns):
@@ -93,7 +94,7 @@ def evaluate(config: Config, export_dir: str) -> dict:
   """
   _check_data_path(config)
   model = ExportedModel(export_dir)
-  frame = _read(config, model)
+  frame = _read(config, model, labelled=True)
   label = model.info.get("label_column", config.label_column)
   if label not in frame.columns:
     raise DataError(f"label column '{label}' not found in {config.data_path}; "

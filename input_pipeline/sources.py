@@ -238,11 +238,12 @@ def fingerprint(path: str) -> str:
   return h.hexdigest()
 
 
-def read_csv(path: str, text_columns=()) -> pd.DataFrame:
+def read_csv(path: str, text_columns=(), labelled: bool = True) -> pd.DataFrame:
   """Reads a CSV or CSV.gz, refusing what is not one with a DataError naming the problem.
 
   `text_columns` are read as the file writes them, not as numbers pandas guesses: a category
-  ("01234", "5411.0") or an ID must read the same in every file and every chunk.
+  ("01234", "5411.0") or an ID must read the same in every file and every chunk. A `labelled`
+  file needs a label column besides its features; rows to score need only the features.
   """
   check_csv_path(path)
   try:
@@ -254,7 +255,7 @@ def read_csv(path: str, text_columns=()) -> pd.DataFrame:
   except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as e:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise DataError(f"{path} is not a readable CSV file: {first}") from None
-  if len(frame.columns) < 2:
+  if len(frame.columns) < (2 if labelled else 1):
     raise DataError(f"{path} has {len(frame.columns)} column(s); need a label and at least "
                     "one feature")
   if len(frame) == 0:

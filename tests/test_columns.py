@@ -88,3 +88,16 @@ def test_prepare_names_a_missing_time_column(tmp_path):
   with pytest.raises(DataError, match="column 'when' named by --time_column not found"):
     prepare.prepare(config, str(tmp_path / "out"))
   assert not os.path.exists(tmp_path / "out")
+
+
+def test_rows_of_a_single_feature_can_be_scored(tmp_path):
+  frame = _table()[["x", "y"]]
+  config = Config(label_column="y", hidden_units=(4,))
+  splits = preprocessing.prepare(frame, config)
+  model = build_model(config, num_features=splits.num_features, output_bias=-1.0)
+  export_dir = export.export_model(model, splits.preprocessor, threshold={"value": 0.5},
+                                   export_dir=str(tmp_path / "export"))
+  frame[["x"]].to_csv(tmp_path / "rows.csv", index=False)  # no label: one column
+  scores = predict.predict(config.replace(data_path=str(tmp_path / "rows.csv")), export_dir,
+                           str(tmp_path / "scores.csv"))
+  assert len(scores) == len(frame)
