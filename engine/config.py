@@ -152,13 +152,8 @@ def _require(ok: bool, field: str, value: Any, why: str) -> None:
     raise ConfigError(f"invalid --{field}={value!r}: {why}")
 
 
-def validate(c: Config) -> None:
-  """Raises ConfigError naming the first invalid field."""
-  _require(c.strategy in STRATEGIES, "strategy", c.strategy, f"must be one of {', '.join(STRATEGIES)}")
-  _require(c.distribution in DISTRIBUTIONS, "distribution", c.distribution,
-           f"must be one of {', '.join(DISTRIBUTIONS)}")
-  _require(c.dataset in DATASETS, "dataset", c.dataset, f"must be one of {', '.join(DATASETS)}")
-  _require(bool(c.label_column), "label_column", c.label_column, "must not be empty")
+def _validate_roles(c: Config) -> None:
+  """The split and the column roles: one role per column, never the label."""
   _require(c.split in SPLITS, "split", c.split, f"must be one of {', '.join(SPLITS)}")
   _require(c.split != "time" or bool(c.time_column), "time_column", c.time_column,
            "--split=time needs --time_column=<the column that orders the rows>")
@@ -171,6 +166,28 @@ def validate(c: Config) -> None:
       both = sorted(set(names) & set(other_names))
       _require(other == field or not both, field, ",".join(names),
                f"'{both[0] if both else ''}' is also in --{other}: a column has one role")
+
+
+def _validate_prepared(c: Config) -> None:
+  """A prepared directory fixed the data, its column roles and its split at --mode=prepare."""
+  _require(c.prepared_dir is None or not c.data_path, "prepared_dir", c.prepared_dir,
+           "reads a prepared directory; do not pass --data_path with it")
+  fixed = [name for name, value in (("categorical_columns", c.categorical_columns),
+                                    ("id_columns", c.id_columns), ("time_column", c.time_column),
+                                    ("split", c.split != "random")) if value]
+  _require(c.prepared_dir is None or not fixed, "prepared_dir", c.prepared_dir,
+           f"its column roles and split were fixed by --mode=prepare; do not pass "
+           f"--{fixed[0] if fixed else ''} with it")
+
+
+def validate(c: Config) -> None:
+  """Raises ConfigError naming the first invalid field."""
+  _require(c.strategy in STRATEGIES, "strategy", c.strategy, f"must be one of {', '.join(STRATEGIES)}")
+  _require(c.distribution in DISTRIBUTIONS, "distribution", c.distribution,
+           f"must be one of {', '.join(DISTRIBUTIONS)}")
+  _require(c.dataset in DATASETS, "dataset", c.dataset, f"must be one of {', '.join(DATASETS)}")
+  _require(bool(c.label_column), "label_column", c.label_column, "must not be empty")
+  _validate_roles(c)
   for name in ("epochs", "batch_size", "patience", "steps_per_loop", "eval_batch_size",
                "oversample_chunk", "checkpoints_to_keep", "synthetic_rows", "prepare_chunk_rows",
                "prepare_shards", "max_categories", "min_category_count",
@@ -211,14 +228,7 @@ def validate(c: Config) -> None:
   _require(c.distribution != "tpu" or bool(c.tpu), "tpu", c.tpu,
            "--distribution=tpu needs --tpu=<name or grpc://address>")
   _require(c.seed >= 0, "seed", c.seed, "must be >= 0")
-  _require(c.prepared_dir is None or not c.data_path, "prepared_dir", c.prepared_dir,
-           "reads a prepared directory; do not pass --data_path with it")
-  fixed = [name for name, value in (("categorical_columns", c.categorical_columns),
-                                    ("id_columns", c.id_columns), ("time_column", c.time_column),
-                                    ("split", c.split != "random")) if value]
-  _require(c.prepared_dir is None or not fixed, "prepared_dir", c.prepared_dir,
-           f"its column roles and split were fixed by --mode=prepare; do not pass "
-           f"--{fixed[0] if fixed else ''} with it")
+  _validate_prepared(c)
   _require(0.0 < c.target_recall <= 1.0, "target_recall", c.target_recall, "must be in (0, 1]")
   _require((c.fp_cost is None) == (c.fn_cost is None), "fp_cost" if c.fp_cost is None else
            "fn_cost", None, "--fp_cost and --fn_cost go together; pass both or neither")

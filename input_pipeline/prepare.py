@@ -38,34 +38,10 @@ import tensorflow as tf
 
 from input_pipeline import columns, preprocessing, sources
 from input_pipeline.errors import DataError
-from input_pipeline.fitting import Fitter, RunningMoments, splitmix64  # noqa: F401
+from input_pipeline.fitting import Fitter, RunningMoments  # noqa: F401 - tests use it
+from input_pipeline.preprocessing import assign_splits
 from input_pipeline.prepared import (BLOCK_ROWS, FORMAT_VERSION, METADATA_FILE, SPLITS,
                                      encode_block)
-
-# ---------------------------------------------------------------------------------------------
-# The split: a hash of the row number.
-
-
-def assign_splits(rows: np.ndarray, *, seed: int, validation_fraction: float,
-                  test_fraction: float) -> np.ndarray:
-  """Split of each row (0 train, 1 validation, 2 test), from its row number in the file.
-
-  Args:
-    rows: row numbers (0-based, data rows of the file).
-    seed: the run seed; another seed gives another split.
-    validation_fraction: probability that a row goes to validation.
-    test_fraction: probability that a row goes to test.
-
-  Returns:
-    int8 array like `rows`.
-  """
-  keys = np.asarray(rows, np.uint64) ^ splitmix64(np.full(1, seed, np.uint64))
-  u = (splitmix64(keys) >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # [0, 1)
-  out = np.zeros(len(keys), np.int8)
-  out[u < test_fraction + validation_fraction] = 1
-  out[u < test_fraction] = 2
-  return out
-
 
 # ---------------------------------------------------------------------------------------------
 # Preparation.

@@ -31,7 +31,7 @@ import pandas as pd
 from input_pipeline import columns as columns_lib
 from input_pipeline.columns import parse_labels  # noqa: F401 - part of this module's interface
 from input_pipeline.errors import DataError
-from input_pipeline.fitting import Fitter
+from input_pipeline.fitting import Fitter, splitmix64
 
 AMOUNT_EPS = 0.001  # log(Amount + eps): zero amounts exist in the data.
 OOV, MISSING = "<other>", "<missing>"  # The two buckets before each vocabulary.
@@ -205,6 +205,29 @@ def stratified_split(labels: np.ndarray, *, validation_fraction: float, test_fra
     parts[2].append(idx[:n_test])
   # Sorted, so each split keeps the file's order; datasets shuffle on their own.
   return tuple(np.sort(np.concatenate(p)) for p in parts)
+
+
+# --mode=prepare's random split: a file too large to shuffle is split row by row (prepare.py's
+# docstring says what that costs in the proportions).
+def assign_splits(rows: np.ndarray, *, seed: int, validation_fraction: float,
+                  test_fraction: float) -> np.ndarray:
+  """Split of each row (0 train, 1 validation, 2 test), from its row number in the file.
+
+  Args:
+    rows: row numbers (0-based, data rows of the file).
+    seed: the run seed; another seed gives another split.
+    validation_fraction: probability that a row goes to validation.
+    test_fraction: probability that a row goes to test.
+
+  Returns:
+    int8 array like `rows`.
+  """
+  keys = np.asarray(rows, np.uint64) ^ splitmix64(np.full(1, seed, np.uint64))
+  u = (splitmix64(keys) >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # [0, 1)
+  out = np.zeros(len(keys), np.int8)
+  out[u < test_fraction + validation_fraction] = 1
+  out[u < test_fraction] = 2
+  return out
 
 
 def time_split(times: np.ndarray, labels: np.ndarray, *, validation_fraction: float,
