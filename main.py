@@ -112,6 +112,9 @@ flags.DEFINE_integer("ensemble", 1, "Members of an ensemble trained side by side
                      "compiled step (own initial weights, dropout and rows); the model's "
                      "probability is the mean of theirs.")
 flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay (AdamW) on the kernels; 0: Adam.")
+flags.DEFINE_float("ema_momentum", 0.0,
+                   "Momentum of a moving average of the weights, updated every step; the average "
+                   "is evaluated, kept as the best weights and exported. 0: off.")
 flags.DEFINE_integer("oversample_chunk", 64, "Rows per single-class chunk mixed by "
                      "sample_from_datasets; must divide the per-replica batch.")
 flags.DEFINE_integer("eval_batch_size", 8192, "Global batch size for evaluation.")
@@ -207,7 +210,8 @@ def config_from_flags():
       strategy="oversample" if FLAGS.strategy == "all" else FLAGS.strategy,
       hidden_units=hidden, dropout=FLAGS.dropout,
       oversample_chunk=FLAGS.oversample_chunk, positive_fraction=FLAGS.positive_fraction,
-      ensemble=FLAGS.ensemble, weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
+      ensemble=FLAGS.ensemble, weight_decay=FLAGS.weight_decay,
+      ema_momentum=FLAGS.ema_momentum, seed=FLAGS.seed,
       epochs=FLAGS.epochs,
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       steps_per_epoch=FLAGS.steps_per_epoch, steps_per_loop=FLAGS.steps_per_loop,

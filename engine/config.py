@@ -86,6 +86,9 @@ class Config:
   learning_rate: float = 3e-3
   # Decoupled weight decay (AdamW) on the kernels; 0: plain Adam.
   weight_decay: float = 0.0
+  # The momentum of a moving average of the weights, updated every step; the average is what is
+  # evaluated, kept as the best weights and exported. 0: no average, the weights themselves.
+  ema_momentum: float = 0.0
   steps_per_epoch: int | None = None
   steps_per_loop: int = 100
   eval_batch_size: int = 8192
@@ -205,6 +208,7 @@ def validate(c: Config) -> None:
            "must be an integer from 1 to 64")
   _require(math.isfinite(c.weight_decay) and c.weight_decay >= 0, "weight_decay", c.weight_decay,
            "must be a finite number >= 0")
+  _require(0.0 <= c.ema_momentum < 1.0, "ema_momentum", c.ema_momentum, "must be in [0, 1)")
   _require(len(c.hidden_units) > 0 and all(isinstance(u, int) and u > 0 for u in c.hidden_units),
            "hidden_units", ",".join(map(str, c.hidden_units)),
            "must be a comma-separated list of positive integers")

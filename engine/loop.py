@@ -145,7 +145,8 @@ def start(config: Config, model_dir: str, *, data: Data, strategy, distribution:
   state = train_state.create(config, num_features=data.num_features, output_bias=bias,
                              strategy=strategy)
   ckpts = checkpointing.Checkpoints(
-      model_dir, model=state.model, best_model=state.best_model, keep=config.checkpoints_to_keep,
+      model_dir, model=state.evaluated_model, best_model=state.best_model,
+      keep=config.checkpoints_to_keep,
       interval_seconds=config.checkpoint_interval_seconds, state=state.checkpointed())
   summaries = Summaries(model_dir, enabled=chief)
   with guard("the initial weights and summaries", model_dir):

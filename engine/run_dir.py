@@ -39,7 +39,7 @@ PREPARED_METADATA_FILE = "metadata.json"
 # positive_fraction: the stream a run draws and the prior correction of its scores; its default
 # changed (0.05 -> 0.01), so a run started before must not resume with the new one.
 MODEL_FIELDS = ("strategy", "hidden_units", "ensemble", "label_column", "dataset",
-                "positive_fraction")
+                "positive_fraction", "ema_momentum")
 DATA_FIELDS = ("data_path", "prepared_dir", "synthetic_rows", "seed", "validation_fraction",
                "test_fraction", "clip", "drop_invalid_rows", "categorical_columns", "id_columns",
                "time_column", "split", "max_categories", "min_category_count")

@@ -1,7 +1,8 @@
 """The training state: everything a checkpoint holds, as one `tf.Module`.
 
   model, optimizer (its `iterations` are the global step), best_model (the best weights so far),
-  epoch, epoch_start_step, train_seconds, early_stopping
+  average_model (with `--ema_momentum`: the moving average of the weights, which is what is
+  evaluated, kept as best and exported), epoch, epoch_start_step, train_seconds, early_stopping
 
 `create` builds it under the strategy's scope; `restore_or_initialize` resumes it from the
 newest readable checkpoint, or starts it (from shared initial weights where `--strategy=all`
@@ -22,9 +23,11 @@ from engine.model import build_model
 class TrainState(tf.Module):
   """Model, optimizer, best weights, epoch counters, elapsed time and early stopping."""
 
-  def __init__(self, *, model, optimizer, best_model, early_stopping: EarlyStopping):
+  def __init__(self, *, model, optimizer, best_model, early_stopping: EarlyStopping,
+               average_model=None):
     super().__init__(name="train_state")
     self.model, self.optimizer, self.best_model = model, optimizer, best_model
+    self.average_model = average_model
     self.early_stopping = early_stopping
     self.member_best = MemberBest(model.members)
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -38,11 +41,19 @@ class TrainState(tf.Module):
   def step(self) -> int:
     return int(self.optimizer.iterations.numpy())
 
+  @property
+  def evaluated_model(self):
+    """The weights that are scored, kept as the best and exported: the average, if kept."""
+    return self.model if self.average_model is None else self.average_model
+
   def checkpointed(self) -> dict:
     """The objects of the training checkpoint, by the names its files use."""
-    return dict(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
-                epoch_start_step=self.epoch_start_step, train_seconds=self.train_seconds,
-                early_stopping=self.early_stopping, member_best=self.member_best)
+    objects = dict(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
+                   epoch_start_step=self.epoch_start_step, train_seconds=self.train_seconds,
+                   early_stopping=self.early_stopping, member_best=self.member_best)
+    if self.average_model is not None:
+      objects["average_model"] = self.average_model
+    return objects
 
 
 def make_optimizer(config) -> tf.keras.optimizers.Optimizer:
@@ -64,10 +75,12 @@ def create(config, *, num_features: int, output_bias: float, strategy) -> TrainS
     # Built here, not lazily at the first step: a lazy build inside a multi-replica step fails.
     optimizer.build(model.trainable_variables)
     best_model = build_model(config, num_features=num_features, output_bias=0.0)
+    average_model = (build_model(config, num_features=num_features, output_bias=0.0)
+                     if config.ema_momentum else None)
   stopper = EarlyStopping(patience=config.patience,
                           higher_is_better=config.monitor_higher_is_better)
   return TrainState(model=model, optimizer=optimizer, best_model=best_model,
-                    early_stopping=stopper)
+                    early_stopping=stopper, average_model=average_model)
 
 
 def restore_or_initialize(state: TrainState, ckpts, *, config, resuming: bool,
@@ -100,4 +113,7 @@ def restore_or_initialize(state: TrainState, ckpts, *, config, resuming: bool,
     logging.info("Starting from the shared initial weights %s", initial_weights)
   elif initial_weights and chief:
     tf.train.Checkpoint(model=state.model).write(initial_weights)
+  if state.average_model is not None:  # The average starts at the initial weights.
+    for average, weight in zip(state.average_model.weights, state.model.weights):
+      average.assign(weight)
   return None

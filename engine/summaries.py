@@ -132,6 +132,9 @@ class Summaries:
         hp.HParam("batch_size"): config.batch_size,
         hp.HParam("hidden_units"): ",".join(map(str, config.hidden_units)),
         hp.HParam("dropout"): config.dropout,
+        hp.HParam("positive_fraction"): config.positive_fraction,
+        hp.HParam("ensemble"): config.ensemble,
+        hp.HParam("ema_momentum"): config.ema_momentum,
         hp.HParam("target_recall"): config.target_recall,
     }
     hp_metrics = [hp.Metric(tag, group=group, display_name=f"{group}/{tag}")

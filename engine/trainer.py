@@ -65,7 +65,8 @@ class Trainer:
     self._loop = make_train_loop(
         model=state.model, optimizer=state.optimizer, strategy=strategy,
         metrics=self.train_metrics, class_weights=self.class_weights,
-        global_batch_size=config.batch_size, seed=config.seed, jit_compile=self.jit_compile)
+        global_batch_size=config.batch_size, seed=config.seed, jit_compile=self.jit_compile,
+        average=state.average_model, ema_momentum=config.ema_momentum)
     # Evaluation runs on a single-device copy of the weights, whatever the strategy.
     self.host = build_model(config, num_features=data.num_features, output_bias=0.0)
     self._scorer = evaluation.Scorer(self.host, jit_compile=self.jit_compile)
@@ -88,7 +89,8 @@ class Trainer:
                      steps_per_loop=self.config.steps_per_loop, stop_requested=stop, bar=bar)
 
   def evaluate(self, split: str):
-    """Scores `split` once with the current weights (members averaged, prior corrected).
+    """Scores `split` once with the current weights (the moving average of the weights with
+    `--ema_momentum`; members' probabilities averaged, prior corrected).
 
     Every epoch and the final report call this, so a name means the same number in both: the
     exact metrics of engine/evaluation.py (`loss`, `brier`, the counts at 0.5, and over all
@@ -99,7 +101,7 @@ class Trainer:
       (metrics, labels, probabilities, member_areas); `member_areas` is each member's exact
       {"auc", "prc"}.
     """
-    self.host.set_weights(self.state.model.get_weights())
+    self.host.set_weights(self.state.evaluated_model.get_weights())
     labels, logits = self.data.predictions(split, self._scorer)
     members = evaluation.member_probabilities(logits, self.logit_shift)
     probabilities = members.mean(axis=0)

@@ -30,6 +30,8 @@ from engine.config import Config, ConfigError
     ("positive_fraction", 1.0, "--positive_fraction=1.0"),
     ("ensemble", 0, "--ensemble=0"),
     ("weight_decay", -1.0, "--weight_decay=-1.0"),
+    ("ema_momentum", 1.0, "--ema_momentum=1.0"),
+    ("ema_momentum", -0.5, "--ema_momentum=-0.5"),
     ("logical_cpus", -1, "--logical_cpus=-1"),
     ("seed", -1, "--seed=-1"),
     ("target_recall", 0.0, "--target_recall=0.0"),

@@ -44,9 +44,10 @@ def test_early_stopping_follows_the_validation_metric_not_the_training_one(tmp_p
   assert int(run.state.epoch.numpy()) == 2
 
 
-def test_a_run_whose_monitor_never_improved_reports_its_last_weights(tmp_path, caplog):
-  run = _run(tmp_path)
-  initial = [w.copy() for w in run.state.model.get_weights()]
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_a_run_whose_monitor_never_improved_reports_its_last_weights(tmp_path, caplog, ema):
+  run = _run(tmp_path, CONFIG.replace(ema_momentum=ema))
+  initial = [w.copy() for w in run.state.evaluated_model.get_weights()]
   run.trainer.train(30)
   nan = _metrics(float("nan"))
   for epoch in (1, 2):
@@ -55,25 +56,33 @@ def test_a_run_whose_monitor_never_improved_reports_its_last_weights(tmp_path, c
     results, scored = loop.final_report(run)
   assert results["weights"]["which"] == "last" and "val_prc" in results["weights"]["why"]
   assert "no epoch improved val_prc" in caplog.text
-  trained = run.state.model.get_weights()
+  trained = run.state.evaluated_model.get_weights()
   assert not np.array_equal(trained[0], initial[0])  # not the initial weights
   # What it reports is the trained model's own scores.
   y, p = scored["test"]
   x_test = run.data.splits.x_test
-  np.testing.assert_allclose(p, evaluation.probabilities(run.state.model(x_test).numpy()),
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      p, evaluation.probabilities(run.state.evaluated_model(x_test).numpy()), atol=1e-6)
 
 
-def test_an_improving_run_reports_its_best_epoch(tmp_path):
-  run = _run(tmp_path)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_an_improving_run_reports_its_best_epoch(tmp_path, ema):
+  # With a moving average of the weights, the average is what is kept as the best, reported
+  # and exported.
+  run = _run(tmp_path, CONFIG.replace(ema_momentum=ema))
   run.trainer.train(10)
   loop.end_epoch(run, 1, train=_metrics(0.5), validation=_metrics(0.5))
-  best = [w.copy() for w in run.state.model.get_weights()]
+  best = [w.copy() for w in run.state.evaluated_model.get_weights()]
   run.trainer.train(30)
   loop.end_epoch(run, 2, train=_metrics(0.6), validation=_metrics(0.4))
-  results, _ = loop.final_report(run)
+  results, scored = loop.final_report(run)
   assert results["weights"] == {"which": "best", "epoch": 1}
-  assert all(np.array_equal(a, b) for a, b in zip(best, run.state.model.get_weights()))
+  assert all(np.array_equal(a, b) for a, b in zip(best, run.state.evaluated_model.get_weights()))
+  x_test = run.data.splits.x_test
+  best_model = run.trainer.host  # The model the export writes.
+  best_model.set_weights(best)
+  np.testing.assert_allclose(scored["test"][1],
+                             evaluation.probabilities(best_model(x_test).numpy()), atol=1e-6)
 
 
 def test_colliding_serving_names_are_refused_before_anything_is_written(tmp_path):

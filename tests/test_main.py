@@ -172,8 +172,9 @@ def test_bad_flags_fail_with_one_line(flags, message, tmp_path):
   assert not model_dir.exists()
 
 
+# With a moving average of the weights: it is part of the state a resumed run must restore.
 ENSEMBLE = ("--dataset=synthetic", "--synthetic_rows=20000", "--batch_size=256",
-            "--steps_per_epoch=10", "--ensemble=3", "--deterministic")
+            "--steps_per_epoch=10", "--ensemble=3", "--deterministic", "--ema_momentum=0.5")
 
 
 def test_an_ensemble_resumes_exactly_and_trains_on_two_replicas(tmp_path):

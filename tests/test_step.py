@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +11,7 @@ from engine.metrics import Metrics
 from engine.model import build_model, replica_dropout
 from engine.step import make_train_loop
 from input_pipeline import datasets
+from tests.conftest import ROOT
 
 
 def _separable(rows=4000, seed=0):
@@ -156,3 +160,71 @@ def test_each_member_of_an_ensemble_trains_exactly_as_it_would_alone():
     alone = step(base.replace(seed=seed))
     for e, a in zip(ensemble, alone):
       np.testing.assert_allclose(e[k], a[0], rtol=1e-5, atol=1e-6)
+
+
+def test_the_moving_average_follows_the_weights_step_by_step():
+  # Weights read after every step, averaged by hand: the first step copies them, each later one
+  # moves the average (1 - momentum) of the way towards them.
+  config = Config(batch_size=128, learning_rate=1e-2, dropout=0.2, strategy="oversample",
+                  hidden_units=(8,), ensemble=2)
+  x, y = _separable(1000)
+  model, optimizer, _, _, it = _setup(config, x, y)
+  average = build_model(config, num_features=6, output_bias=0.0)
+  loop = make_train_loop(model=model, optimizer=optimizer, strategy=tf.distribute.get_strategy(),
+                         metrics=Metrics(), class_weights=losses.class_weights(y, "oversample"),
+                         global_batch_size=128, seed=0, average=average, ema_momentum=0.9)
+  expected = None
+  for _ in range(6):
+    loop(it, tf.constant(1))
+    weights = model.get_weights()
+    expected = weights if expected is None else [0.9 * e + 0.1 * w
+                                                 for e, w in zip(expected, weights)]
+  assert not np.allclose(expected[0], weights[0])  # The average lags: it is not the weights.
+  for got, want in zip(average.get_weights(), expected):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+MIRRORED_AVERAGE = """
+import numpy as np, tensorflow as tf
+from engine import distribute, losses
+from engine.config import Config
+from engine.metrics import Metrics
+from engine.model import build_model
+from engine.step import make_train_loop
+from input_pipeline import datasets
+distribute.split_cpu(2)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+config = Config(batch_size=128, strategy="baseline", hidden_units=(8,), ensemble=2)
+rng = np.random.default_rng(0)
+y = (rng.random(1000) < 0.5).astype(np.int64)
+x = rng.standard_normal((1000, 6)).astype(np.float32) + y[:, None]
+with strategy.scope():
+  model = build_model(config, num_features=6, output_bias=0.0)
+  average = build_model(config, num_features=6, output_bias=0.0)
+  optimizer = tf.keras.optimizers.Adam(1e-2)
+  optimizer.build(model.trainable_variables)
+  metrics = Metrics()
+loop = make_train_loop(model=model, optimizer=optimizer, strategy=strategy, metrics=metrics,
+                       class_weights=np.ones(2, np.float32), global_batch_size=128, seed=0,
+                       average=average, ema_momentum=0.8)
+it = iter(strategy.experimental_distribute_dataset(
+    datasets.train_dataset(x, y, strategy="baseline", batch_size=256, chunk=64, seed=0)))
+expected = None
+for _ in range(5):
+  loop(it, tf.constant(1))
+  weights = model.get_weights()
+  expected = weights if expected is None else [0.8 * e + 0.2 * w for e, w in zip(expected, weights)]
+for got, want in zip(average.get_weights(), expected):
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+for v in average.weights:  # Each replica's copy holds the same average.
+  copies = [c.numpy() for c in v.value.values]
+  assert len(copies) == 2 and all(np.array_equal(copies[0], c) for c in copies), v.name
+print("OK")
+"""
+
+
+def test_the_moving_average_is_the_same_on_two_mirrored_replicas():
+  # Logical devices must be set before TensorFlow starts: a process of its own.
+  proc = subprocess.run([sys.executable, "-c", MIRRORED_AVERAGE], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stderr[-3000:]

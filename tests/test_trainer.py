@@ -59,7 +59,7 @@ def test_evaluate_scores_a_split_once_for_streaming_and_exact_metrics():
   assert not {"auc_exact", "prc_exact"} & set(metrics)
   # The probabilities are the trained model's own, and the streaming counts follow them.
   x = data.splits.x_val
-  expected = evaluation.probabilities(state.model(x, training=False).numpy())
+  expected = evaluation.probabilities(state.evaluated_model(x, training=False).numpy())
   assert members == [{"auc": metrics["auc"], "prc": metrics["prc"]}]
   np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-6)
   assert metrics["tp"] == int(((probs >= 0.5) & (labels == 1)).sum())
@@ -69,6 +69,20 @@ def test_evaluate_scores_a_split_once_for_streaming_and_exact_metrics():
   test, _, _, _ = trainer.evaluate("test")
   assert set(test) == set(metrics)
   assert test["tp"] + test["fn"] == data.counts()["test"]["positives"]
+
+
+def test_with_a_moving_average_the_average_is_scored_not_the_weights():
+  trainer, data, state = _trainer(ema_momentum=0.9)
+  assert state.evaluated_model is state.average_model
+  trainer.train(30)
+  _, _, probs, _ = trainer.evaluate("validation")
+  x = data.splits.x_val
+  average = evaluation.probabilities(state.average_model(x, training=False).numpy())
+  weights = evaluation.probabilities(state.model(x, training=False).numpy())
+  np.testing.assert_allclose(probs, average, rtol=0, atol=1e-6)
+  assert np.abs(average - weights).max() > 1e-3  # The two differ, so the test can tell.
+  assert "average_model" in state.checkpointed()
+  assert "average_model" not in _trainer()[2].checkpointed()
 
 
 def test_an_ensemble_trains_its_members_on_their_own_rows_in_one_step():
