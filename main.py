@@ -105,7 +105,7 @@ flags.DEFINE_float("learning_rate", 3e-3, "Adam (AdamW with --weight_decay) lear
 flags.DEFINE_integer("steps_per_epoch", None, "Steps between evaluations (an epoch is an "
                      "evaluation interval, not a pass over the data). Default: 50.")
 flags.DEFINE_integer("steps_per_loop", 100, "Training steps per compiled call.")
-flags.DEFINE_float("positive_fraction", 0.01, "The positives' share: of the rows of a training "
+flags.DEFINE_float("positive_fraction", 0.005, "The positives' share: of the rows of a training "
                    "batch (oversample), or of the total loss weight (class_weight; 0.5 is the "
                    "classic total/(2*count)). Scores are corrected back to the real fraud rate.")
 flags.DEFINE_integer("ensemble", 1, "Members of an ensemble trained side by side in one "

@@ -75,7 +75,7 @@ class Config:
   oversample_chunk: int = 64
   # The share of the positives: of the rows of a training batch (`oversample`), or of the total
   # loss weight (`class_weight`; 1/2 is the classic total / (2 * count)).
-  positive_fraction: float = 0.01
+  positive_fraction: float = 0.005
   # Members of the ensemble trained side by side in one step (engine/model.py); 1: one model.
   ensemble: int = 1
 

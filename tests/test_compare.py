@@ -51,8 +51,8 @@ def test_runs_start_from_the_saved_weights_with_their_own_bias(all_run):
   log = open(os.path.join(os.path.dirname(all_run), "stdout.log")).read()
   # The two later runs load them (and then set their own bias, which the loop logs).
   assert log.count("Starting from the shared initial weights") == 2
-  # The oversampled stream's prior is its positive fraction (default 0.01): bias log(p/(1-p)).
-  assert "Strategy oversample: class weights [1.0, 1.0], initial output bias -4.5951" in log
+  # The oversampled stream's prior is its positive fraction (default 0.005): bias log(p/(1-p)).
+  assert "Strategy oversample: class weights [1.0, 1.0], initial output bias -5.2933" in log
   # One line per epoch with its ETA; no progress bar in a log (stdout is not a terminal).
   assert log.count("  ETA ") == 3 * 2 and "steps, " not in log
   # The closing block names both comparison files and the TensorBoard command.

@@ -77,7 +77,7 @@ def test_defaults_match_the_documented_recipe():
   assert (c.strategy, c.epochs, c.batch_size, c.learning_rate, c.patience, c.monitor) == (
       "oversample", 100, 512, 3e-3, 10, "val_prc")
   assert c.hidden_units == (64,) and c.dropout == 0.2
-  assert (c.positive_fraction, c.ensemble, c.weight_decay) == (0.01, 1, 0.0)
+  assert (c.positive_fraction, c.ensemble, c.weight_decay) == (0.005, 1, 0.0)
 
 
 def test_config_is_frozen_and_serialisable():

@@ -100,7 +100,7 @@ def _owned_run(tmp_path, config, features=("a", "b")):
     (dict(ensemble=4), "ensemble=1"),
     (dict(label_column="y"), "label_column='Class'"),
     # Its default changed: a run begun with the old one must not resume with the new one.
-    (dict(positive_fraction=0.05), "positive_fraction=0.01, not 0.05"),
+    (dict(positive_fraction=0.05), "positive_fraction=0.005, not 0.05"),
     (dict(split="time", time_column="t"), "time_column=None, not 't'"),
 ])
 def test_incompatible_runs_are_refused_unless_fresh(tmp_path, change, message):
