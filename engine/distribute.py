@@ -39,12 +39,16 @@ XLA_BY_DEVICE = {"CPU": False, "GPU": True, "TPU": True}
 
 def resolve_jit_compile(config: Config) -> bool:
   """`--jit_compile`: true, false, or auto: XLA_BY_DEVICE for the device this process trains on.
+  The choice is logged, with why.
   """
   if config.jit_compile != "auto":
-    return config.jit_compile == "true"
-  if config.distribution == "tpu":
-    return XLA_BY_DEVICE["TPU"]
-  return XLA_BY_DEVICE["GPU" if tf.config.list_logical_devices("GPU") else "CPU"]
+    on, why = config.jit_compile == "true", f"--jit_compile={config.jit_compile}"
+  else:
+    device = ("TPU" if config.distribution == "tpu" else
+              "GPU" if tf.config.list_logical_devices("GPU") else "CPU")
+    on, why = XLA_BY_DEVICE[device], f"--jit_compile=auto on {device}, as measured"
+  logging.info("XLA %s for the training step and the scoring (%s)", "on" if on else "off", why)
+  return on
 
 
 def resolve_distribution(config: Config) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -241,3 +242,17 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_they_resume(tmp_p
   assert procs[0][0].returncode == 0, log[-3000:]
   assert f"step {step}" in log and "Resumed from" in log
   assert read_json(tmp_path / "run" / "results.json")["steps"] == max(40, step)
+
+
+@pytest.mark.parametrize("flags,on,why", [
+    (dict(), False, "XLA off for the training step and the scoring (--jit_compile=auto on CPU"),
+    (dict(jit_compile="true"), True, "XLA on for the training step and the scoring "
+                                     "(--jit_compile=true)"),
+    (dict(jit_compile="false"), False, "XLA off"),
+    (dict(distribution="tpu", tpu="t"), True, "XLA on for the training step and the scoring "
+                                              "(--jit_compile=auto on TPU"),
+])
+def test_the_xla_choice_follows_the_device_type_and_is_logged(flags, on, why, caplog):
+  with caplog.at_level(logging.INFO):
+    assert distribute.resolve_jit_compile(Config(**flags)) is on
+  assert why in caplog.text
