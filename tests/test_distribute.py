@@ -164,7 +164,8 @@ def test_two_workers_train_one_model_like_a_single_process(tmp_path):
 
 
 def test_two_workers_train_from_a_prepared_directory(tmp_path):
-  # Data larger than memory on several machines: each worker streams its own shards.
+  # Data larger than memory on several machines: each worker streams its own shards. With XLA
+  # on (the in-memory test above runs without): a multi-worker compiled step.
   frame = small_frame(rows=4000, positives=200, seed=2)
   frame.loc[frame.Class == 1, ["V1", "V2", "V3"]] -= 2.2
   data = tmp_path / "data.csv"
@@ -176,7 +177,7 @@ def test_two_workers_train_from_a_prepared_directory(tmp_path):
   assert proc.returncode == 0, proc.stderr
   flags = [f"--prepared_dir={prepared}", "--strategy=oversample", "--epochs=3",
            "--batch_size=256", "--steps_per_epoch=10", "--learning_rate=0.02", "--dropout=0",
-           "--patience=5"]
+           "--patience=5", "--jit_compile=true"]
   cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
   with _reaped([]) as procs:
     for i in (0, 1):
@@ -200,6 +201,7 @@ def test_two_workers_train_from_a_prepared_directory(tmp_path):
   assert chief["test"]["auc"] > 0.75  # it learned
   assert _table_line(outputs[0], "test") == _table_line(outputs[1], "test")
   assert not (tmp_path / "w1").exists()
+  assert "XLA on for the training step" in outputs[0]
 
 
 def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_they_resume(tmp_path):
