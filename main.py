@@ -142,6 +142,9 @@ flags.DEFINE_enum("distribution", "auto",
                   "default on CPU.")
 flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (try a "
                      "multi-replica run without GPUs).")
+flags.DEFINE_integer("intra_op_threads", 0, "Threads one TensorFlow op may use. 0: auto (1 on "
+                     "a CPU-only machine with at most 2 cores, as measured; else TensorFlow's "
+                     "default, one per core).")
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --distribution=tpu.")
 
 
@@ -217,7 +220,8 @@ def config_from_flags():
       steps_per_epoch=FLAGS.steps_per_epoch, steps_per_loop=FLAGS.steps_per_loop,
       eval_batch_size=FLAGS.eval_batch_size, jit_compile=FLAGS.jit_compile,
       deterministic=FLAGS.deterministic, monitor=FLAGS.monitor, patience=FLAGS.patience,
-      distribution=FLAGS.distribution, logical_cpus=FLAGS.logical_cpus, tpu=FLAGS.tpu,
+      distribution=FLAGS.distribution, logical_cpus=FLAGS.logical_cpus,
+      intra_op_threads=FLAGS.intra_op_threads, tpu=FLAGS.tpu,
       fresh=FLAGS.fresh, checkpoints_to_keep=FLAGS.checkpoints_to_keep,
       checkpoint_interval_seconds=FLAGS.checkpoint_interval_seconds,
       prepared_dir=FLAGS.prepared_dir, prepare_chunk_rows=FLAGS.prepare_chunk_rows,

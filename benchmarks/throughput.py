@@ -214,6 +214,9 @@ def main():
   p.add_argument("--steps_per_loop", type=int, default=None, help="override the default")
   p.add_argument("--jit_compile", default="false", choices=["auto", "true", "false"],
                  help="XLA for the engine's step")
+  p.add_argument("--intra_op_threads", type=int, default=0,
+                 help="the engine's --intra_op_threads, for the whole process, anchor included "
+                      "(0: the engine's auto)")
   p.add_argument("--ensemble", type=int, default=8,
                  help="also time an ensemble of this many members of the same model, in "
                       "member-examples per second (0: skip)")
@@ -233,7 +236,8 @@ def main():
                   dataset="creditcard" if args.data_path else "synthetic",
                   synthetic_rows=args.synthetic_rows, jit_compile=args.jit_compile,
                   hidden_units=(16,), dropout=0.5, batch_size=BATCH, learning_rate=1e-3,
-                  positive_fraction=0.5, steps_per_epoch=20, **overrides)
+                  positive_fraction=0.5, steps_per_epoch=20,
+                  intra_op_threads=args.intra_op_threads, **overrides)
   loop.configure_tensorflow(config)
   distribute.make_strategy(config)
   t0 = time.perf_counter()
@@ -303,6 +307,7 @@ def main():
       "engine_steps_per_round": args.engine_steps, "batch_size": config.batch_size,
       "oversample_chunk": config.oversample_chunk, "steps_per_loop": config.steps_per_loop,
       "engine_epoch_steps": engine.epoch_steps, "jit_compile": config.jit_compile,
+      "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
   }
   report["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                        "processor": platform.processor() or platform.machine(),
@@ -330,7 +335,8 @@ def main():
   print(f"pipeline positive share  {report['pipeline_positive_share']:8.4f}")
   print(f"peak RSS                 {peak / 2**20:8.0f} MiB")
   print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
-        f"TensorFlow {tf.__version__}")
+        f"TensorFlow {tf.__version__}, intra-op threads "
+        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
   if args.json:
     with open(args.json, "w") as f:
       json.dump(report, f, indent=2)

@@ -104,6 +104,9 @@ class Config:
   # Distribution.
   distribution: str = "auto"
   logical_cpus: int = 0
+  # Threads one op may split its work over (TensorFlow's intra-op pool). 0: auto
+  # (engine/distribute.py, intra_op_threads), N: N threads.
+  intra_op_threads: int = 0
   tpu: str | None = None
 
   # Operating point: the decision threshold is chosen on the validation split, either as the
@@ -224,6 +227,7 @@ def validate(c: Config) -> None:
   _require(c.jit_compile in ("auto", "true", "false"), "jit_compile", c.jit_compile,
            "must be auto, true or false")
   _require(c.logical_cpus >= 0, "logical_cpus", c.logical_cpus, "must be >= 0")
+  _require(c.intra_op_threads >= 0, "intra_op_threads", c.intra_op_threads, "must be >= 0")
   _require(c.monitor.startswith("val_") and c.monitor_metric in MONITORABLE, "monitor", c.monitor,
            f"must be val_ + one of {', '.join(MONITORABLE)}")
   _require(c.batch_size % c.oversample_chunk == 0 or c.strategy != "oversample",

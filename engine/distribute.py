@@ -29,11 +29,55 @@ def split_cpu(n: int) -> None:
     raise ConfigError(f"invalid --logical_cpus={n}: TensorFlow is already initialised ({e})")
 
 
+# Small CPUs train faster with one intra-op thread: the steps' ops are too small to gain from
+# splitting, and the split threads take the cores the input stream needs (benchmarks/
+# throughput.py on 2 cores, BUILD.md "Performance": the engine 2.69M examples/s with one thread
+# against 2.12-2.16M with TensorFlow's default of one per core; the Keras anchor unchanged).
+# Larger machines keep TensorFlow's default: not measured here.
+SMALL_CPU_CORES = 2
+
+
+def intra_op_threads(config: Config, *, cores: int | None, accelerator: bool,
+                     environment: dict) -> tuple[int, str]:
+  """`--intra_op_threads`: (threads, why); 0 threads leaves TensorFlow's default."""
+  if config.intra_op_threads:
+    return config.intra_op_threads, f"--intra_op_threads={config.intra_op_threads}"
+  if "TF_NUM_INTRAOP_THREADS" in environment:
+    return 0, "auto: TF_NUM_INTRAOP_THREADS is set"
+  if accelerator or config.distribution == "tpu":
+    return 0, "auto: an accelerator trains"
+  if cores is not None and cores <= SMALL_CPU_CORES:
+    return 1, f"auto: {cores} CPU cores, as measured"
+  return 0, f"auto: {cores} CPU cores"
+
+
+def set_intra_op_threads(config: Config) -> None:
+  """Sets TensorFlow's intra-op pool (`intra_op_threads`) and logs the choice.
+
+  Must run before TensorFlow initialises its devices (before any op runs).
+  """
+  n, why = intra_op_threads(config, cores=os.cpu_count(),
+                            accelerator=bool(tf.config.list_physical_devices("GPU")),
+                            environment=os.environ)
+  if n:
+    try:
+      tf.config.threading.set_intra_op_parallelism_threads(n)
+    except RuntimeError as e:  # TensorFlow already runs in this process.
+      if config.intra_op_threads:
+        raise ConfigError(f"invalid --intra_op_threads={n}: TensorFlow is already initialised "
+                          f"({e})")
+      logging.info("Intra-op threads: TensorFlow's default (%s, but already initialised)", why)
+      return
+    logging.info("Intra-op threads: %d (%s)", n, why)
+  else:
+    logging.info("Intra-op threads: TensorFlow's default (%s)", why)
+
+
 # XLA where it measured faster, by device type (benchmarks/throughput.py, BUILD.md "Performance").
-# On this project's 2-core CPU the compiled step ran 1.19x the plain one on an in-memory batch,
-# but the engine, bound by its input stream on 2 shared cores, trained at the same rate either
-# way (0.96x), and the headline run took the same wall time: not worth a compiler on CPU. On
-# GPUs and TPUs XLA is how a step of many small ops becomes a few kernels.
+# On this project's 2-core CPU the compiled step trained 0.96-1.29x the plain one's rate at
+# batch 2048, and the headline command (batch 512) took 7.8 s with it against 6.9-7.3 s
+# without: not worth a compiler on CPU. On GPUs and TPUs XLA is how a step of many small ops
+# becomes a few kernels.
 XLA_BY_DEVICE = {"CPU": False, "GPU": True, "TPU": True}
 
 

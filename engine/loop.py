@@ -42,6 +42,7 @@ def steps_per_epoch(config: Config) -> int:
 def configure_tensorflow(config: Config) -> None:
   """Process-wide TensorFlow settings; must run before the first op."""
   distribute.split_cpu(config.logical_cpus)
+  distribute.set_intra_op_threads(config)
   if config.deterministic:
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()

@@ -33,6 +33,7 @@ from engine.config import Config, ConfigError
     ("ema_momentum", 1.0, "--ema_momentum=1.0"),
     ("ema_momentum", -0.5, "--ema_momentum=-0.5"),
     ("logical_cpus", -1, "--logical_cpus=-1"),
+    ("intra_op_threads", -1, "--intra_op_threads=-1"),
     ("seed", -1, "--seed=-1"),
     ("target_recall", 0.0, "--target_recall=0.0"),
     ("target_recall", 1.01, "--target_recall=1.01"),

@@ -261,3 +261,44 @@ def test_the_xla_choice_follows_the_device_type_and_is_logged(flags, on, why, ca
   with caplog.at_level(logging.INFO):
     assert distribute.resolve_jit_compile(Config(**flags)) is on
   assert why in caplog.text
+
+
+# ---- Intra-op threads -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags,cores,accelerator,environment,threads", [
+    (dict(), 2, False, {}, 1),  # the measured case: a small CPU-only machine
+    (dict(), 1, False, {}, 1),
+    (dict(), 3, False, {}, 0),  # larger machines keep TensorFlow's default
+    (dict(), None, False, {}, 0),  # unknown core count: the default
+    (dict(), 2, True, {}, 0),  # a GPU trains: the CPU only feeds it
+    (dict(distribution="tpu", tpu="t"), 2, False, {}, 0),
+    (dict(), 2, False, {"TF_NUM_INTRAOP_THREADS": "2"}, 0),  # the user's own setting stands
+    (dict(intra_op_threads=3), 2, False, {"TF_NUM_INTRAOP_THREADS": "2"}, 3),  # the flag wins
+])
+def test_intra_op_threads_auto_is_one_only_on_small_cpu_machines(flags, cores, accelerator,
+                                                                 environment, threads):
+  n, why = distribute.intra_op_threads(Config(**flags), cores=cores, accelerator=accelerator,
+                                       environment=environment)
+  assert n == threads and why
+
+
+def test_intra_op_threads_reach_tensorflow_and_a_late_flag_is_one_clear_error():
+  code = (
+      "import tensorflow as tf\n"
+      "from engine import loop\n"
+      "from engine.config import Config, ConfigError\n"
+      "loop.configure_tensorflow(Config(intra_op_threads=3))\n"
+      "tf.constant(1.0) + 1.0\n"  # TensorFlow now runs: the pool is fixed
+      "print('threads', tf.config.threading.get_intra_op_parallelism_threads())\n"
+      "loop.configure_tensorflow(Config(intra_op_threads=3))\n"  # the same value: nothing to do
+      "try:\n"
+      "  loop.configure_tensorflow(Config(intra_op_threads=1))\n"
+      "except ConfigError as e:\n"
+      "  print('error', e)\n")
+  env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTRAOP_THREADS"}
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env=env, timeout=120)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "threads 3" in out.stdout
+  assert "error invalid --intra_op_threads=1: TensorFlow is already initialised" in out.stdout
