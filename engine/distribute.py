@@ -31,9 +31,10 @@ def split_cpu(n: int) -> None:
 
 # Small CPUs train faster with one intra-op thread: the steps' ops are too small to gain from
 # splitting, and the split threads take the cores the input stream needs (benchmarks/
-# throughput.py on 2 cores, BUILD.md "Performance": the engine 2.69M examples/s with one thread
-# against 2.12-2.16M with TensorFlow's default of one per core; the Keras anchor unchanged).
-# Larger machines keep TensorFlow's default: not measured here.
+# throughput.py on 2 cores, BUILD.md "Performance", two runs each: the engine's CPU default,
+# no XLA, 2.48-2.50M examples/s with one thread against 1.67-1.84M with TensorFlow's default of
+# one per core; an ensemble of 8 4.71M against 3.83M member-examples/s; the Keras anchor
+# unchanged). Larger machines keep TensorFlow's default: not measured here.
 SMALL_CPU_CORES = 2
 
 
