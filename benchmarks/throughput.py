@@ -301,13 +301,14 @@ def main():
                  for kind in ("engine_oversample", "input_pipeline")} for c in sweep}
   report["pipeline_positive_share"] = engine.positives_pulled / max(1, engine.examples_pulled)
   report["peak_rss_bytes"] = int(peak)
+  threads = tf.config.threading.get_intra_op_parallelism_threads()  # 0: TensorFlow's default
   report["setup"] = {
       "data": args.data_path or f"synthetic({args.synthetic_rows})",
       "rounds": args.rounds, "warmup": args.warmup, "anchor_steps_per_round": args.anchor_steps,
       "engine_steps_per_round": args.engine_steps, "batch_size": config.batch_size,
       "oversample_chunk": config.oversample_chunk, "steps_per_loop": config.steps_per_loop,
       "engine_epoch_steps": engine.epoch_steps, "jit_compile": config.jit_compile,
-      "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+      "intra_op_threads": threads,
   }
   report["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                        "processor": platform.processor() or platform.machine(),
@@ -335,8 +336,7 @@ def main():
   print(f"pipeline positive share  {report['pipeline_positive_share']:8.4f}")
   print(f"peak RSS                 {peak / 2**20:8.0f} MiB")
   print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
-        f"TensorFlow {tf.__version__}, intra-op threads "
-        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
+        f"TensorFlow {tf.__version__}, intra-op threads {threads or 'default'}")
   if args.json:
     with open(args.json, "w") as f:
       json.dump(report, f, indent=2)

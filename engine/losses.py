@@ -14,8 +14,8 @@ def class_weights(counts, strategy: str, positive_fraction: float = 0.5) -> np.n
   `class_weight`: the positives carry `positive_fraction` q of the total weight and the
   negatives 1 - q: w_pos = q * total / pos, w_neg = (1 - q) * total / neg, so the loss keeps the
   scale of the unweighted one. q = 1/2 is the classic total / (2 * count); a smaller q weighs
-  the few positives less heavily (each of the credit-card set's 365 training frauds counts ~5x
-  a legitimate row at the default q = 0.01, ~500x at 1/2), which is what the oversampled
+  the few positives less heavily (each of the credit-card set's 315 training frauds counts ~3x
+  a legitimate row at the default q = 0.005, ~580x at 1/2), which is what the oversampled
   stream's positive fraction does by drawing. Otherwise 1 for both.
   """
   if strategy != "class_weight":

@@ -37,7 +37,7 @@ PREPARED_METADATA_FILE = "metadata.json"
 # The model's fields are checked before the features, the data's after: a file with other
 # columns is reported as other features, the plainer reason.
 # positive_fraction: the stream a run draws and the prior correction of its scores; its default
-# changed (0.05 -> 0.01), so a run started before must not resume with the new one.
+# changed (0.05 -> 0.01 -> 0.005), so a run started before must not resume with the new one.
 MODEL_FIELDS = ("strategy", "hidden_units", "ensemble", "label_column", "dataset",
                 "positive_fraction", "ema_momentum")
 DATA_FIELDS = ("data_path", "prepared_dir", "synthetic_rows", "seed", "validation_fraction",
