@@ -16,7 +16,9 @@ Figures, each the median examples/s over `--rounds` timed epochs after `--warmup
   compute_bound      the engine's compiled training loop on one batch already in memory: what
                      this machine can do without any input pipeline (compute_bound_plain:
                      without XLA).
-  engine_ensemble8   --ensemble=8 of the same model, in member-examples/s.
+  engine_ensemble8   --ensemble=8 of the same model, in member-examples/s; with its stream
+                     alone (input_pipeline_ensemble8) and its compute bound
+                     (compute_bound_ensemble8), so the run says which of the two bounds it.
 
 The contenders run interleaved, one timed epoch of each per round (the Keras epochs drive the
 rounds through a callback), so a machine shared with other work slows all of them alike and
@@ -151,16 +153,18 @@ class EngineContenders:
     return self.timed_steps * self.config.batch_size * self.config.ensemble / seconds
 
   def pipeline(self) -> float:
+    """Rows per second of the stream alone (an ensemble's element holds K members' batches)."""
     t0 = time.perf_counter()
     positives = int(self.pull(tf.constant(self.timed_steps)).numpy())
     dt = time.perf_counter() - t0
+    rows = self.timed_steps * self.config.batch_size * self.config.ensemble
     self.positives_pulled += positives
-    self.examples_pulled += self.timed_steps * self.config.batch_size
-    return self.timed_steps * self.config.batch_size / dt
+    self.examples_pulled += rows
+    return rows / dt
 
   def compute_bound(self) -> float:
     _, dt = self.compute.train(self.timed_steps)
-    return self.timed_steps * self.config.batch_size / dt
+    return self.timed_steps * self.config.batch_size * self.config.ensemble / dt
 
 
 class _Rounds:
@@ -262,6 +266,10 @@ def main():
     ensemble = EngineContenders(config.replace(jit_compile="true", ensemble=args.ensemble),
                                 splits, timed_steps=args.engine_steps)
     contenders[f"engine_ensemble{args.ensemble}"] = ensemble.train
+    # What bounds the ensemble: its stream alone (K members' batches per element) and its
+    # compiled loop on one batch in memory, both in member-examples/s.
+    contenders[f"input_pipeline_ensemble{args.ensemble}"] = ensemble.pipeline
+    contenders[f"compute_bound_ensemble{args.ensemble}"] = ensemble.compute_bound
   order = list(contenders)
   sweep = [int(c) for c in args.chunk_sweep.split(",") if c]
   for chunk in sweep:
@@ -290,7 +298,11 @@ def main():
       "plain_compute_bound_over_plain": (report["compute_bound_plain"]["examples_per_second"] /
                                          report["engine_plain"]["examples_per_second"]),
       **({f"ensemble{args.ensemble}_over_engine":
-          report[f"engine_ensemble{args.ensemble}"]["examples_per_second"] / train}
+          report[f"engine_ensemble{args.ensemble}"]["examples_per_second"] / train,
+          f"ensemble{args.ensemble}_pipeline_over_engine":
+          report[f"input_pipeline_ensemble{args.ensemble}"]["examples_per_second"] / train,
+          f"ensemble{args.ensemble}_compute_bound_over_engine":
+          report[f"compute_bound_ensemble{args.ensemble}"]["examples_per_second"] / train}
          if args.ensemble else {}),
       "pipeline_over_engine": report["input_pipeline"]["examples_per_second"] / train,
       "compute_bound_over_engine": report["compute_bound"]["examples_per_second"] / train,
@@ -315,10 +327,10 @@ def main():
                        "load_average_1min": os.getloadavg()[0],
                        "tensorflow": tf.__version__, "python": platform.python_version()}
 
-  print(f"\n{'':<20}{'examples/s':>14}{'x anchor':>10}")
+  print(f"\n{'':<26}{'examples/s':>14}{'x anchor':>10}")
   for name in ["anchor_keras_fit"] + order:
     r = report[name]
-    print(f"{name:<20}{r['examples_per_second']:>14,.0f}{r['ratio_to_anchor']:>10.1f}")
+    print(f"{name:<26}{r['examples_per_second']:>14,.0f}{r['ratio_to_anchor']:>10.1f}")
   for c in sweep:
     r = report["chunk_sweep"][str(c)]
     print(f"  chunk {c:4d}: engine {r['engine_oversample']:>12,.0f}  pipeline "
@@ -333,6 +345,9 @@ def main():
   if args.ensemble:
     print(f"ensemble of {args.ensemble} / engine    "
           f"{ratios[f'ensemble{args.ensemble}_over_engine']:8.2f}  (member-examples/s; bar >= 2)")
+    print(f"  its stream alone       {ratios[f'ensemble{args.ensemble}_pipeline_over_engine']:8.2f}"
+          f"  its compute bound {ratios[f'ensemble{args.ensemble}_compute_bound_over_engine']:.2f}"
+          "  (over the single model's training, member-examples/s)")
   print(f"pipeline positive share  {report['pipeline_positive_share']:8.4f}")
   print(f"peak RSS                 {peak / 2**20:8.0f} MiB")
   print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
