@@ -27,7 +27,7 @@ def train_iterator(data, strategy: tf.distribute.Strategy, *, config, start_step
   num_replicas = strategy.num_replicas_in_sync
 
   # One element holds every member's batch: members train on their own rows, drawn from one
-  # stream (a pure function of the seed, like a single model's).
+  # stream (a pure function of the seed, like a single model's; input_pipeline/datasets.py).
   global_batch = config.batch_size * config.ensemble
 
   def train_fn(ctx: tf.distribute.InputContext):
@@ -36,7 +36,7 @@ def train_iterator(data, strategy: tf.distribute.Strategy, *, config, start_step
         chunk=config.oversample_chunk, seed=config.seed, pipeline_id=ctx.input_pipeline_id,
         num_pipelines=ctx.num_input_pipelines,
         skip=start_step * num_replicas // ctx.num_input_pipelines,
-        positive_fraction=config.positive_fraction)
+        positive_fraction=config.positive_fraction, members=config.ensemble)
 
   return iter(strategy.distribute_datasets_from_function(train_fn))
 

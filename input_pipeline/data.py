@@ -42,12 +42,13 @@ class Data(abc.ABC):
   @abc.abstractmethod
   def train_dataset(self, *, strategy: str, batch_size: int, chunk: int, seed: int,
                     pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0,
-                    positive_fraction: float = 0.5):
+                    positive_fraction: float = 0.5, members: int = 1):
     """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
 
-    `batch_size` is this pipeline's batch; `skip` elements are skipped, so a resumed run
-    continues the exact stream it stopped in (the stream is a pure function of the seed).
-    `oversample` batches hold `positive_fraction` positive rows in expectation.
+    `batch_size` is this pipeline's batch: `members` batches one after the other (an
+    ensemble's); `skip` elements are skipped, so a resumed run continues the exact stream it
+    stopped in (the stream is a pure function of the seed). `oversample` batches hold
+    `positive_fraction` positive rows in expectation.
     """
 
   @abc.abstractmethod
@@ -73,12 +74,13 @@ class InMemoryData(Data):
     return self.splits.counts()
 
   def train_dataset(self, *, strategy, batch_size, chunk, seed, pipeline_id=0, num_pipelines=1,
-                    skip=0, positive_fraction=0.5):
+                    skip=0, positive_fraction=0.5, members=1):
     from input_pipeline import datasets
     x, y = self._arrays["train"]
     return datasets.train_dataset(x, y, strategy=strategy, batch_size=batch_size, chunk=chunk,
                                   seed=seed, pipeline_id=pipeline_id, num_pipelines=num_pipelines,
-                                  skip=skip, positive_fraction=positive_fraction)
+                                  skip=skip, positive_fraction=positive_fraction,
+                                  members=members)
 
   def predictions(self, split, scorer):
     import tensorflow as tf

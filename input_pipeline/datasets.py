@@ -11,6 +11,13 @@ Element-wise mixing costs tens of microseconds per row in tf.data and capped the
 pipeline at ~20k rows/s on 2 cores; mixing chunks of 64 does the same draw 64x less often. Each
 chunk is all-positive or all-negative with probability 1/2, so the positive share of a batch is
 0.5 on average (the per-batch spread grows with the chunk size; tests check both).
+
+An ensemble's element holds its K members' batches one after the other. Each draw then takes
+K chunks' worth of rows of one class at once and deals them out, a chunk to each member: the
+members' rows differ, their class pattern step by step is shared, and each member's batch is
+drawn exactly as a single model's is. One draw per K chunks: the draws, not the rows, are what
+the stream spends its time on, and per-member draws held an ensemble of 8 to the stream's rate
+(BUILD.md, "Throughput").
 """
 
 from __future__ import annotations
@@ -57,31 +64,45 @@ def _gather_rows(x: tf.Tensor, y: tf.Tensor):
 
 
 def balanced_mix(class_chunks, *, batch_size: int, chunk: int, seed: int, pipeline_id: int = 0,
-                 positive_fraction: float = 0.5) -> tf.data.Dataset:
+                 positive_fraction: float = 0.5, members: int = 1) -> tf.data.Dataset:
   """Batches of single-class chunks, each positive with probability `positive_fraction`: the
   `oversample` mix.
 
   The one place both streams (in memory, and from prepared shards) balance their classes.
 
   Args:
-    class_chunks: `class_chunks(label, chunk)` returns the infinite dataset of chunks of
-      `chunk` rows of that class (row indices, or (features, labels) tensors).
-    batch_size: rows per batch; the chunk size is cut to divide it.
-    chunk: rows per single-class chunk that `sample_from_datasets` mixes.
+    class_chunks: `class_chunks(label, rows)` returns the infinite dataset of chunks of `rows`
+      rows of that class (row indices, or (features, labels) tensors).
+    batch_size: rows per element: `members` batches of `batch_size // members` rows.
+    chunk: rows per single-class chunk of one member's batch; cut to divide that batch.
     seed: the run seed.
     pipeline_id: this input pipeline's index; each pipeline draws its own sequence.
     positive_fraction: the expected share of positive chunks, so of positive rows.
+    members: batches per element (an ensemble's members). One draw picks the class of one
+      chunk of every member's batch, with different rows for each.
 
   Returns:
-    Batches of `batch_size // chunk` chunks (drop_remainder), not yet prefetched.
+    Elements of `batch_size` rows, member by member (drop_remainder), not yet prefetched.
   """
-  chunk = math.gcd(chunk, batch_size)
-  pos, neg = class_chunks(1, chunk), class_chunks(0, chunk)
+  member_batch = batch_size // members
+  chunk = math.gcd(chunk, member_batch)
+  pos, neg = class_chunks(1, chunk * members), class_chunks(0, chunk * members)
   # Weights are normalised already (they sum to 1): a chunk is positive with probability p.
   weights = [positive_fraction, 1.0 - positive_fraction]
   mixed = tf.data.Dataset.sample_from_datasets([pos, neg], weights=weights,
                                                seed=seed * 7919 + pipeline_id)
-  return mixed.batch(batch_size // chunk, drop_remainder=True)
+  mixed = mixed.batch(member_batch // chunk, drop_remainder=True)
+  if members == 1:
+    return mixed
+
+  def deal(t):
+    # [draws, members * chunk, ...] -> member k's chunk of every draw, member after member.
+    draws, rest = tf.shape(t)[0], tf.shape(t)[2:]
+    t = tf.reshape(t, tf.concat([[draws, members, chunk], rest], 0))
+    t = tf.transpose(t, [1, 0, 2] + list(range(3, t.shape.rank)))
+    return tf.reshape(t, tf.concat([[batch_size], rest], 0))
+
+  return mixed.map(lambda *t: tf.nest.map_structure(deal, t if len(t) > 1 else t[0]))
 
 
 def finish(ds: tf.data.Dataset, *, skip: int, map_fn=None) -> tf.data.Dataset:
@@ -104,7 +125,7 @@ def finish(ds: tf.data.Dataset, *, skip: int, map_fn=None) -> tf.data.Dataset:
 
 def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: int, chunk: int,
                   seed: int, pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0,
-                  positive_fraction: float = 0.5) -> tf.data.Dataset:
+                  positive_fraction: float = 0.5, members: int = 1) -> tf.data.Dataset:
   """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
 
   Args:
@@ -120,6 +141,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: in
       stream is a pure function of the seed, so skipping replays it; skipping happens on row
       indices, before any row is gathered, so it is cheap.
     positive_fraction: `oversample`: the expected share of positive rows in a batch.
+    members: `oversample`: the element holds this many members' batches (`balanced_mix`).
 
   Returns:
     An infinite, batched (drop_remainder), prefetched dataset.
@@ -132,7 +154,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: in
     ds = balanced_mix(
         lambda cls, c: index_chunks(rows[labels == cls], chunk=c, seed=seed, stream=stream + cls),
         batch_size=batch_size, chunk=chunk, seed=seed, pipeline_id=pipeline_id,
-        positive_fraction=positive_fraction)
+        positive_fraction=positive_fraction, members=members)
   else:
     ds = index_chunks(rows, chunk=batch_size, seed=seed, stream=stream)
   return finish(ds, skip=skip, map_fn=gather)

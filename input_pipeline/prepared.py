@@ -223,7 +223,7 @@ class PreparedData(Data):
 
   def train_dataset(self, *, strategy: str, batch_size: int, chunk: int, seed: int,
                     pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0,
-                    positive_fraction: float = 0.5) -> tf.data.Dataset:
+                    positive_fraction: float = 0.5, members: int = 1) -> tf.data.Dataset:
     """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
 
     Same contract as `datasets.train_dataset`. Input pipelines read disjoint shard files
@@ -238,7 +238,7 @@ class PreparedData(Data):
         return self._chunks(names, rows=rows, seed=streams + 2 * cls, chunk=chunk)
       ds = datasets.balanced_mix(class_chunks, batch_size=batch_size, chunk=chunk, seed=seed,
                                  pipeline_id=pipeline_id,
-                                 positive_fraction=positive_fraction).map(
+                                 positive_fraction=positive_fraction, members=members).map(
           lambda x, y: (tf.reshape(x, [batch_size, num_features]),
                         tf.reshape(y, [batch_size])))
     else:

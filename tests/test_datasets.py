@@ -100,3 +100,41 @@ def test_train_batches_have_static_shapes():
     assert ds.element_spec[0].shape == (256, 4)
     assert ds.element_spec[1].shape == (256,)
     assert ds.element_spec[1].dtype == tf.int32
+
+
+def test_an_ensembles_oversampled_element_deals_each_draw_to_every_member():
+  # An element is K member batches one after the other; each draw gives every member one
+  # single-class chunk of its own rows, and each member's batch is balanced as a single
+  # model's is (same share, same spread: one class draw per chunk of its batch).
+  x, y = _data()
+  members, batch, chunk = 3, 128, 16
+  kw = dict(strategy="oversample", batch_size=members * batch, chunk=chunk, seed=3,
+            members=members)
+  ds = datasets.train_dataset(x, y, **kw)
+  assert ds.element_spec[0].shape == (members * batch, 4)
+  assert ds.element_spec[1].shape == (members * batch,)
+  elements = _take(ds, 300)
+  for features, labels in elements[:5]:
+    assert np.array_equal(y[features[:, 0].astype(int)], labels)
+    chunks = labels.reshape(members, batch // chunk, chunk)
+    assert np.all(chunks.min(axis=2) == chunks.max(axis=2))  # whole chunks of one class
+    assert np.all(chunks[:, :, 0] == chunks[:1, :, 0])  # a draw's class, shared by the members
+    rows = features[:, 0].reshape(members, batch)
+    assert len(np.unique(rows[:, labels.reshape(members, batch)[0] == 0])) == (
+        members * int((labels.reshape(members, batch)[0] == 0).sum()))  # their own rows
+  shares = np.array([l.reshape(members, batch).mean(axis=1) for _, l in elements])
+  sd = np.sqrt(0.25 / (batch // chunk))
+  for k in range(members):
+    assert abs(shares[:, k].mean() - 0.5) < 4 * sd / np.sqrt(len(shares))
+    assert 0.5 * sd < shares[:, k].std() < 1.5 * sd
+  resumed = _take(datasets.train_dataset(x, y, skip=7, **kw), 2)
+  for a, b in zip(elements[7:9], resumed):
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_one_member_draws_exactly_the_single_models_stream():
+  x, y = _data()
+  kw = dict(strategy="oversample", batch_size=256, chunk=32, seed=5)
+  for a, b in zip(_take(datasets.train_dataset(x, y, **kw), 4),
+                  _take(datasets.train_dataset(x, y, members=1, **kw), 4)):
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])

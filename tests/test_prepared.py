@@ -205,6 +205,19 @@ def test_oversampled_stream_is_balanced_static_and_resumable(prepared_dir, monke
   np.testing.assert_array_equal(resumed[1].numpy(), batches[5][1])
 
 
+def test_an_ensembles_oversampled_stream_deals_chunks_to_its_members(prepared_dir):
+  _, _, out = prepared_dir
+  data = prepared.PreparedData.open(out)
+  ds = data.train_dataset(strategy="oversample", batch_size=3 * 64, chunk=16, seed=3, members=3)
+  assert [s.shape.as_list() for s in ds.element_spec] == [[192, 29], [192]]
+  for x, y in ds.take(20).as_numpy_iterator():
+    chunks = y.reshape(3, 4, 16)
+    assert np.all(chunks.min(axis=2) == chunks.max(axis=2))
+    assert np.all(chunks[:, :, 0] == chunks[:1, :, 0])
+    rows = x.reshape(3, 64, 29)
+    assert not np.array_equal(rows[0], rows[1])
+
+
 @pytest.mark.parametrize("buffer", [prepared.SHUFFLE_BUFFER, 300])
 def test_stream_reaches_every_training_row(prepared_dir, monkeypatch, buffer):
   # Short blocks (each shard's last) are rebatched, not dropped: every row comes round.
