@@ -18,7 +18,8 @@ Figures, each the median examples/s over `--rounds` timed epochs after `--warmup
                      without XLA).
   engine_ensemble8   --ensemble=8 of the same model, in member-examples/s; with its stream
                      alone (input_pipeline_ensemble8) and its compute bound
-                     (compute_bound_ensemble8), so the run says which of the two bounds it.
+                     (compute_bound_ensemble8), so the run says which of the two bounds it;
+                     engine_ensemble8_plain without XLA.
 
 The contenders run interleaved, one timed epoch of each per round (the Keras epochs drive the
 rounds through a callback), so a machine shared with other work slows all of them alike and
@@ -266,6 +267,10 @@ def main():
     ensemble = EngineContenders(config.replace(jit_compile="true", ensemble=args.ensemble),
                                 splits, timed_steps=args.engine_steps)
     contenders[f"engine_ensemble{args.ensemble}"] = ensemble.train
+    # Plain, as --jit_compile=auto runs it on CPU.
+    ensemble_plain = EngineContenders(config.replace(jit_compile="false", ensemble=args.ensemble),
+                                      splits, timed_steps=args.engine_steps)
+    contenders[f"engine_ensemble{args.ensemble}_plain"] = ensemble_plain.train
     # What bounds the ensemble: its stream alone (K members' batches per element) and its
     # compiled loop on one batch in memory, both in member-examples/s.
     contenders[f"input_pipeline_ensemble{args.ensemble}"] = ensemble.pipeline
@@ -299,6 +304,9 @@ def main():
                                          report["engine_plain"]["examples_per_second"]),
       **({f"ensemble{args.ensemble}_over_engine":
           report[f"engine_ensemble{args.ensemble}"]["examples_per_second"] / train,
+          f"ensemble{args.ensemble}_plain_over_plain":
+          report[f"engine_ensemble{args.ensemble}_plain"]["examples_per_second"] /
+          report["engine_plain"]["examples_per_second"],
           f"ensemble{args.ensemble}_pipeline_over_engine":
           report[f"input_pipeline_ensemble{args.ensemble}"]["examples_per_second"] / train,
           f"ensemble{args.ensemble}_compute_bound_over_engine":
@@ -345,6 +353,8 @@ def main():
   if args.ensemble:
     print(f"ensemble of {args.ensemble} / engine    "
           f"{ratios[f'ensemble{args.ensemble}_over_engine']:8.2f}  (member-examples/s; bar >= 2)")
+    print(f"  the same, plain        "
+          f"{ratios[f'ensemble{args.ensemble}_plain_over_plain']:8.2f}")
     print(f"  its stream alone       {ratios[f'ensemble{args.ensemble}_pipeline_over_engine']:8.2f}"
           f"  its compute bound {ratios[f'ensemble{args.ensemble}_compute_bound_over_engine']:.2f}"
           "  (over the single model's training, member-examples/s)")
