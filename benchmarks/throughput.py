@@ -214,7 +214,10 @@ def main():
                  help="Keras steps per timed epoch (the tutorial's epoch is 278 steps; its rate "
                       "does not depend on the epoch length once the shuffle buffers are full)")
   p.add_argument("--engine_steps", type=int, default=400,
-                 help="engine steps per timed epoch (run as main.py's 20-step epochs)")
+                 help="engine steps per timed round (run as main.py's epochs)")
+  p.add_argument("--epoch_steps", type=int, default=None,
+                 help="steps per engine epoch: one compiled call and one metric read-out "
+                      "(default: main.py's, DEFAULT_STEPS_PER_EPOCH; 20 before 2026-12-01 07:55)")
   p.add_argument("--oversample_chunk", type=int, default=None, help="override the default")
   p.add_argument("--steps_per_loop", type=int, default=None, help="override the default")
   p.add_argument("--jit_compile", default="false", choices=["auto", "true", "false"],
@@ -241,7 +244,7 @@ def main():
                   dataset="creditcard" if args.data_path else "synthetic",
                   synthetic_rows=args.synthetic_rows, jit_compile=args.jit_compile,
                   hidden_units=(16,), dropout=0.5, batch_size=BATCH, learning_rate=1e-3,
-                  positive_fraction=0.5, steps_per_epoch=20,
+                  positive_fraction=0.5, steps_per_epoch=args.epoch_steps,
                   intra_op_threads=args.intra_op_threads, **overrides)
   loop.configure_tensorflow(config)
   distribute.make_strategy(config)
