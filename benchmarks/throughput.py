@@ -29,6 +29,7 @@ their ratios stay comparable.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -106,66 +107,82 @@ class _SameBatch:
 
 
 class EngineContenders:
-  """The engine's training, its input stream alone, and its compute bound, built as loop.py does."""
+  """The engine's training, its input stream alone, and its compute bound, built as loop.py does.
+
+  Each is built on its first call (outside the timing), so a contender that times only some of
+  them holds no unused models or background streams.
+  """
 
   def __init__(self, config: Config, splits: preprocessing.Splits, *, timed_steps: int):
     self.config = config
     self.timed_steps = timed_steps
-    strategy = tf.distribute.get_strategy()
-    data = InMemoryData(splits)
+    self.strategy = tf.distribute.get_strategy()
+    self.data = InMemoryData(splits)
     self.epoch_steps = loop.steps_per_epoch(config)
-    bias = losses.initial_bias(data.class_counts(), config.strategy)
+    self.member_rows = timed_steps * config.batch_size * config.ensemble
+    self.positives_pulled = 0
+    self.examples_pulled = 0
 
-    def trainer():
-      state = train_state.create(config, num_features=data.num_features, output_bias=bias,
-                                 strategy=strategy)
-      return Trainer(config, data, state, strategy)
+  def _trainer(self) -> Trainer:
+    bias = losses.initial_bias(self.data.class_counts(), self.config.strategy)
+    state = train_state.create(self.config, num_features=self.data.num_features,
+                               output_bias=bias, strategy=self.strategy)
+    return Trainer(self.config, self.data, state, self.strategy)
 
-    # (2) Training as main.py runs it.
-    self.trainer = trainer()
+  def _iterator(self):
+    return train_iterator(self.data, self.strategy, config=self.config)
 
-    # (3) The same stream, consumed by a compiled loop that only touches each batch.
-    pipeline_iter = train_iterator(data, strategy, config=config)
+  @functools.cached_property
+  def trainer(self) -> Trainer:
+    """(2) Training as main.py runs it."""
+    return self._trainer()
+
+  @functools.cached_property
+  def pull(self):
+    """(3) The same stream, consumed by a compiled loop that only touches each batch."""
+    iterator = self._iterator()
 
     @tf.function
     def pull(num_steps):
       total = tf.constant(0, tf.int64)
       for _ in tf.range(num_steps):
-        _, y = next(pipeline_iter)
+        _, y = next(iterator)
         total += tf.reduce_sum(tf.cast(y, tf.int64))
       return total
-    self.pull = pull
+    return pull
 
-    # (4) The compiled loop on one real batch of the stream, already in memory.
-    self.compute = trainer()
-    self.compute._iterator = _SameBatch(next(train_iterator(data, strategy, config=config)))
-    self.positives_pulled = 0
-    self.examples_pulled = 0
+  @functools.cached_property
+  def compute(self) -> Trainer:
+    """(4) The compiled loop on one real batch of the stream, already in memory."""
+    trainer = self._trainer()
+    trainer._iterator = _SameBatch(next(self._iterator()))
+    return trainer
 
   def train(self) -> float:
     """Member-examples per second: rows times members (an ensemble trains K models at once)."""
+    trainer = self.trainer
     # Epochs of main.py's length, so the rate includes its per-epoch metric read-out.
     remaining, seconds = self.timed_steps, 0.0
     while remaining > 0:
       steps = min(remaining, self.epoch_steps)
-      _, dt = self.trainer.train(steps)
+      _, dt = trainer.train(steps)
       seconds += dt
       remaining -= steps
-    return self.timed_steps * self.config.batch_size * self.config.ensemble / seconds
+    return self.member_rows / seconds
 
   def pipeline(self) -> float:
     """Rows per second of the stream alone (an ensemble's element holds K members' batches)."""
+    pull = self.pull
     t0 = time.perf_counter()
-    positives = int(self.pull(tf.constant(self.timed_steps)).numpy())
+    positives = int(pull(tf.constant(self.timed_steps)).numpy())
     dt = time.perf_counter() - t0
-    rows = self.timed_steps * self.config.batch_size * self.config.ensemble
     self.positives_pulled += positives
-    self.examples_pulled += rows
-    return rows / dt
+    self.examples_pulled += self.member_rows
+    return self.member_rows / dt
 
   def compute_bound(self) -> float:
     _, dt = self.compute.train(self.timed_steps)
-    return self.timed_steps * self.config.batch_size * self.config.ensemble / dt
+    return self.member_rows / dt
 
 
 class _Rounds:
@@ -266,18 +283,18 @@ def main():
   contenders = {"engine_oversample": engine.train, "engine_plain": plain.train,
                 "input_pipeline": engine.pipeline, "compute_bound": engine.compute_bound,
                 "compute_bound_plain": plain.compute_bound}
+  ens = f"ensemble{args.ensemble}"
   if args.ensemble:
     ensemble = EngineContenders(config.replace(jit_compile="true", ensemble=args.ensemble),
                                 splits, timed_steps=args.engine_steps)
-    contenders[f"engine_ensemble{args.ensemble}"] = ensemble.train
     # Plain, as --jit_compile=auto runs it on CPU.
     ensemble_plain = EngineContenders(config.replace(jit_compile="false", ensemble=args.ensemble),
                                       splits, timed_steps=args.engine_steps)
-    contenders[f"engine_ensemble{args.ensemble}_plain"] = ensemble_plain.train
     # What bounds the ensemble: its stream alone (K members' batches per element) and its
     # compiled loop on one batch in memory, both in member-examples/s.
-    contenders[f"input_pipeline_ensemble{args.ensemble}"] = ensemble.pipeline
-    contenders[f"compute_bound_ensemble{args.ensemble}"] = ensemble.compute_bound
+    contenders.update({f"engine_{ens}": ensemble.train, f"engine_{ens}_plain": ensemble_plain.train,
+                       f"input_pipeline_{ens}": ensemble.pipeline,
+                       f"compute_bound_{ens}": ensemble.compute_bound})
   order = list(contenders)
   sweep = [int(c) for c in args.chunk_sweep.split(",") if c]
   for chunk in sweep:
@@ -299,24 +316,19 @@ def main():
     median = float(np.median(rates[name]))
     report[name] = {"examples_per_second": median, "ratio_to_anchor": median / base,
                     "rounds": [float(r) for r in rates[name]]}
-  train = report["engine_oversample"]["examples_per_second"]
+  rate = lambda name: report[name]["examples_per_second"]  # noqa: E731
+  train = rate("engine_oversample")
   report["ratios"] = {
       "engine_over_anchor": train / base,
-      "xla_over_plain": train / report["engine_plain"]["examples_per_second"],
-      "plain_compute_bound_over_plain": (report["compute_bound_plain"]["examples_per_second"] /
-                                         report["engine_plain"]["examples_per_second"]),
-      **({f"ensemble{args.ensemble}_over_engine":
-          report[f"engine_ensemble{args.ensemble}"]["examples_per_second"] / train,
-          f"ensemble{args.ensemble}_plain_over_plain":
-          report[f"engine_ensemble{args.ensemble}_plain"]["examples_per_second"] /
-          report["engine_plain"]["examples_per_second"],
-          f"ensemble{args.ensemble}_pipeline_over_engine":
-          report[f"input_pipeline_ensemble{args.ensemble}"]["examples_per_second"] / train,
-          f"ensemble{args.ensemble}_compute_bound_over_engine":
-          report[f"compute_bound_ensemble{args.ensemble}"]["examples_per_second"] / train}
+      "xla_over_plain": train / rate("engine_plain"),
+      "plain_compute_bound_over_plain": rate("compute_bound_plain") / rate("engine_plain"),
+      **({f"{ens}_over_engine": rate(f"engine_{ens}") / train,
+          f"{ens}_plain_over_plain": rate(f"engine_{ens}_plain") / rate("engine_plain"),
+          f"{ens}_pipeline_over_engine": rate(f"input_pipeline_{ens}") / train,
+          f"{ens}_compute_bound_over_engine": rate(f"compute_bound_{ens}") / train}
          if args.ensemble else {}),
-      "pipeline_over_engine": report["input_pipeline"]["examples_per_second"] / train,
-      "compute_bound_over_engine": report["compute_bound"]["examples_per_second"] / train,
+      "pipeline_over_engine": rate("input_pipeline") / train,
+      "compute_bound_over_engine": rate("compute_bound") / train,
   }
   if sweep:
     report["chunk_sweep"] = {
@@ -355,11 +367,10 @@ def main():
   print(f"pipeline / engine        {ratios['pipeline_over_engine']:8.2f}  (bar >= 1.5)")
   if args.ensemble:
     print(f"ensemble of {args.ensemble} / engine    "
-          f"{ratios[f'ensemble{args.ensemble}_over_engine']:8.2f}  (member-examples/s; bar >= 2)")
-    print(f"  the same, plain        "
-          f"{ratios[f'ensemble{args.ensemble}_plain_over_plain']:8.2f}")
-    print(f"  its stream alone       {ratios[f'ensemble{args.ensemble}_pipeline_over_engine']:8.2f}"
-          f"  its compute bound {ratios[f'ensemble{args.ensemble}_compute_bound_over_engine']:.2f}"
+          f"{ratios[f'{ens}_over_engine']:8.2f}  (member-examples/s; bar >= 2)")
+    print(f"  the same, plain        {ratios[f'{ens}_plain_over_plain']:8.2f}")
+    print(f"  its stream alone       {ratios[f'{ens}_pipeline_over_engine']:8.2f}"
+          f"  its compute bound {ratios[f'{ens}_compute_bound_over_engine']:.2f}"
           "  (over the single model's training, member-examples/s)")
   print(f"pipeline positive share  {report['pipeline_positive_share']:8.4f}")
   print(f"peak RSS                 {peak / 2**20:8.0f} MiB")

@@ -96,13 +96,14 @@ def balanced_mix(class_chunks, *, batch_size: int, chunk: int, seed: int, pipeli
     return mixed
 
   def deal(t):
-    # [draws, members * chunk, ...] -> member k's chunk of every draw, member after member.
-    draws, rest = tf.shape(t)[0], tf.shape(t)[2:]
-    t = tf.reshape(t, tf.concat([[draws, members, chunk], rest], 0))
-    t = tf.transpose(t, [1, 0, 2] + list(range(3, t.shape.rank)))
-    return tf.reshape(t, tf.concat([[batch_size], rest], 0))
+    # [draws, members * chunk, *row] -> member k's chunk of every draw, member after member.
+    row = t.shape[2:].as_list()
+    t = tf.reshape(t, [-1, members, chunk] + row)
+    t = tf.transpose(t, [1, 0, 2] + list(range(3, 3 + len(row))))
+    return tf.reshape(t, [batch_size] + row)
 
-  return mixed.map(lambda *t: tf.nest.map_structure(deal, t if len(t) > 1 else t[0]))
+  # Row indices, or (features, labels) from prepared shards.
+  return mixed.map(lambda *t: tuple(map(deal, t)) if len(t) > 1 else deal(t[0]))
 
 
 def finish(ds: tf.data.Dataset, *, skip: int, map_fn=None) -> tf.data.Dataset:
