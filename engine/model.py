@@ -15,21 +15,32 @@ import numpy as np
 import tensorflow as tf
 
 
-# The counter-based generator of the dropout masks: Philox, whatever the device and mode, so
-# a step draws the same masks with and without XLA. Under XLA on CPU, TensorFlow's default
-# choice compiled to code ~13x slower than Philox's (benchmarks, BUILD.md "Performance"): that,
-# not XLA, made the compiled step slow.
+# The counter-based generator of the dropout masks: Philox, whatever the device and mode. Under
+# XLA on CPU, TensorFlow's default choice compiled to code ~13x slower than Philox's
+# (benchmarks, BUILD.md "Performance"): that, not XLA, made the compiled step slow.
 DROPOUT_RNG = "philox"
+# Each mask entry is a 16-bit uniform draw, two to one 32-bit word of Philox: half the random
+# words of a float mask, and no conversion to float. The rate is rounded to a multiple of
+# 1/65536 (at most 7.6e-6 off) and the kept units are scaled by the rounded rate, so the
+# expectation is exact.
+MASK_LEVELS = 1 << 16
 
 
 def replica_dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
-  """Dropout whose mask is a pure function of `seed`.
+  """Inverted dropout whose mask is a pure function of `seed`.
 
   Keras 3 `Dropout` keeps its RNG state in one variable; under MirroredStrategy that variable is
   mirrored, so every replica draws the same mask. A stateless mask seeded by (run seed, step,
   replica id) differs across replicas and steps, and is reproducible on resume.
   """
-  return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed, rng_alg=DROPOUT_RNG)
+  dropped = min(round(rate * MASK_LEVELS), MASK_LEVELS - 1)  # Units dropped per 65536.
+  size = tf.size(x)
+  words = tf.random.stateless_uniform([(size + 1) // 2], seed=seed, minval=None, maxval=None,
+                                      dtype=tf.uint32, alg=DROPOUT_RNG)
+  draws = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]
+  keep = tf.reshape(draws, tf.shape(x)) >= tf.constant(dropped, tf.uint16)
+  scale = tf.constant(MASK_LEVELS / (MASK_LEVELS - dropped), x.dtype)
+  return tf.where(keep, x * scale, tf.zeros_like(x))
 
 
 class StackedDense(keras.layers.Layer):

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from engine.config import Config
@@ -28,6 +29,21 @@ def test_dropout_masks_depend_on_the_seed_only():
   kept = (a.numpy() > 0).mean()
   assert 0.4 < kept < 0.6
   assert np.allclose(a.numpy()[a.numpy() > 0], 2.0)  # inverted dropout keeps the expectation
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.75])
+def test_dropout_drops_its_rate_and_keeps_the_expectation_exactly(rate):
+  # 16-bit draws: the rate rounds to a multiple of 1/65536 and the kept units are scaled by the
+  # rounded rate, so E[dropout(x)] = x exactly. Odd sizes use half of the last 32-bit word.
+  x = tf.fill([257, 129], 3.0)
+  out = replica_dropout(x, rate, tf.constant([4, 2], tf.int64)).numpy()
+  kept = out > 0
+  assert abs(kept.mean() - (1 - rate)) < 4 * np.sqrt(rate * (1 - rate) / kept.size)
+  dropped = round(rate * 65536)
+  np.testing.assert_array_equal(out[kept], np.float32(3.0) * np.float32(65536 / (65536 - dropped)))
+  # The expectation, over all seeds' masks: within the noise of 40 masks of 33k units.
+  means = [replica_dropout(x, rate, tf.constant([4, s], tf.int64)).numpy().mean() for s in range(40)]
+  assert abs(np.mean(means) - 3.0) < 4 * 3.0 * np.sqrt(rate / (1 - rate) / (40 * kept.size))
 
 
 def test_dropout_only_in_training():

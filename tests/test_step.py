@@ -113,24 +113,25 @@ def _trained(jit_compile: bool, steps: int = 200):
 
 
 def test_the_compiled_step_draws_masks_alike_and_trains_like_the_plain_one():
-  # XLA lays Philox's counters out otherwise, so the masks differ bit for bit; each is still a
-  # pure function of the seed, and they drop the same share of units.
+  # The masks are the same bits with and without XLA (Philox's 32-bit words, split in two).
   seed = tf.constant([3, 17], tf.int64)
-  x = tf.ones([512, 64])
-  compiled_dropout = tf.function(lambda t, s: replica_dropout(t, 0.5, s), jit_compile=True)
-  plain, compiled = replica_dropout(x, 0.5, seed).numpy(), compiled_dropout(x, seed).numpy()
-  np.testing.assert_array_equal(compiled, compiled_dropout(x, seed).numpy())
-  for mask in (plain, compiled):
-    assert abs((mask > 0).mean() - 0.5) < 0.01
-  # 220 steps on the same stream from the same weights: the same training, within what
-  # different masks change (the plain step's loss metric against the compiled one's).
+  x = tf.ones([512, 63])
+  compiled_dropout = tf.function(lambda t, s: replica_dropout(t, 0.3, s), jit_compile=True)
+  plain, compiled = replica_dropout(x, 0.3, seed).numpy(), compiled_dropout(x, seed).numpy()
+  np.testing.assert_array_equal(compiled, plain)
+  assert abs((plain > 0).mean() - 0.7) < 0.01
+  # 220 steps on the same stream from the same weights and masks: the same training, up to
+  # floating-point order (XLA fuses and reorders the sums; measured 2e-7 apart in the weights).
   (a, ra), (b, rb) = _trained(False), _trained(True)
-  assert ra["loss"] == pytest.approx(rb["loss"], rel=0.15)
+  for wa, wb in zip(a.get_weights(), b.get_weights()):
+    np.testing.assert_allclose(wa, wb, atol=1e-4)
+  for name in ("loss", "auc_streaming", "prc_streaming"):
+    assert ra[name] == pytest.approx(rb[name], rel=1e-4)
+  for name in ("tp", "fp", "tn", "fn"):  # A prediction within 1e-6 of 0.5 could flip one.
+    assert abs(ra[name] - rb[name]) <= 2
   x_eval, y_eval = _separable(2000, seed=1)
   from sklearn.metrics import roc_auc_score
-  auc_a = roc_auc_score(y_eval, a(x_eval).numpy()[0])
-  auc_b = roc_auc_score(y_eval, b(x_eval).numpy()[0])
-  assert auc_a > 0.98 and abs(auc_a - auc_b) < 0.005
+  assert roc_auc_score(y_eval, a(x_eval).numpy()[0]) > 0.98
   # Both count every example of the last 20 steps.
   assert ra["tp"] + ra["fp"] + ra["tn"] + ra["fn"] == rb["tp"] + rb["fp"] + rb["tn"] + rb["fn"]
 
