@@ -78,8 +78,9 @@ def set_intra_op_threads(config: Config) -> None:
 # On this project's 2-core CPU the compiled step trained 0.96-1.29x the plain one's rate at
 # batch 2048, and the headline command (batch 512) took 7.8 s with it against 6.9-7.3 s
 # without: not worth a compiler on CPU. Nor for ensembles there: 8 default members trained in
-# about the same time either way, 8 members of 256x256 took 2.6x as long with XLA. On GPUs and
-# TPUs XLA is how a step of many small ops becomes a few kernels.
+# about the same time either way, 8 members of 256x256 took 1.6-1.7x as long with XLA (2.6x
+# before the 16-bit dropout masks). On GPUs and TPUs XLA is how a step of many small ops
+# becomes a few kernels.
 XLA_BY_DEVICE = {"CPU": False, "GPU": True, "TPU": True}
 
 
