@@ -57,6 +57,9 @@ flags.DEFINE_float("target_recall", 0.9, "Choose the decision threshold on the v
 flags.DEFINE_float("fp_cost", None, "With --fn_cost: choose the threshold minimising "
                    "fp_cost*FP + fn_cost*FN on validation instead of a recall target.")
 flags.DEFINE_float("fn_cost", None, "Cost of a missed fraud; see --fp_cost.")
+flags.DEFINE_enum("calibration", "platt", ["platt", "prior"], "How scores become the real-world "
+                  "fraud probability: the prior correction of the strategy's class shift, then "
+                  "Platt scaling fitted on validation (platt), or the prior correction alone.")
 flags.DEFINE_boolean("fresh", False, "Start over: remove the run in --model_dir first.")
 
 # Data.
@@ -226,7 +229,8 @@ def config_from_flags():
       checkpoint_interval_seconds=FLAGS.checkpoint_interval_seconds,
       prepared_dir=FLAGS.prepared_dir, prepare_chunk_rows=FLAGS.prepare_chunk_rows,
       prepare_shards=FLAGS.prepare_shards,
-      target_recall=FLAGS.target_recall, fp_cost=FLAGS.fp_cost, fn_cost=FLAGS.fn_cost)
+      target_recall=FLAGS.target_recall, fp_cost=FLAGS.fp_cost, fn_cost=FLAGS.fn_cost,
+      calibration=FLAGS.calibration)
 
 
 def import_tensorflow_quietly() -> None:

@@ -351,6 +351,13 @@ def main():
         "|---|---|---|---|---|---|")
   for name, m in table.items():
     print(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in POINT_KEYS) + " |")
+  means = {name: r["mean"] for name, r in report["strategies"].items()}
+  if "baseline" in means:
+    # The quality issue's calibration bar: each strategy's exported scores no worse than 1.2x
+    # the baseline's test log loss.
+    print("\nmean test log loss over the baseline's (bar <= 1.2): " + ", ".join(
+        f"{name} {m['loss'] / means['baseline']['loss']:.3f}" for name, m in means.items()
+        if name != "baseline"))
   if args.json:
     with open(args.json, "w") as f:
       json.dump(report, f, indent=2)

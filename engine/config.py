@@ -115,6 +115,9 @@ class Config:
   target_recall: float = 0.9
   fp_cost: float | None = None
   fn_cost: float | None = None
+  # How scores become the real-world probability (engine/calibration.py): "platt" (the prior
+  # correction, then Platt scaling fitted on validation) or "prior" (the correction alone).
+  calibration: str = "platt"
 
   # Run management.
   fresh: bool = False
@@ -237,6 +240,8 @@ def validate(c: Config) -> None:
            "--distribution=tpu needs --tpu=<name or grpc://address>")
   _require(c.seed >= 0, "seed", c.seed, "must be >= 0")
   _validate_prepared(c)
+  _require(c.calibration in ("platt", "prior"), "calibration", c.calibration,
+           "must be platt or prior")
   _require(0.0 < c.target_recall <= 1.0, "target_recall", c.target_recall, "must be in (0, 1]")
   _require((c.fp_cost is None) == (c.fn_cost is None), "fp_cost" if c.fp_cost is None else
            "fn_cost", None, "--fp_cost and --fn_cost go together; pass both or neither")

@@ -5,8 +5,8 @@
                                  column, float64 for a numeric one (NaN: a gap), string for a
                                  categorical one ("": a gap)
     assets.extra/serving.json    raw columns, their signature names and types, the ID columns,
-                                 the threshold and how it was chosen: what a caller needs
-                                 without loading TensorFlow
+                                 the threshold and how it was chosen, the calibration: what
+                                 a caller needs without loading TensorFlow
 
 The preprocessing fitted on the training split (input_pipeline/preprocessing.py: medians,
 scaling, vocabularies) runs inside the model, so a serving system sends the CSV's columns as
@@ -22,6 +22,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from engine import calibration as calibration_lib
+from engine.calibration import IDENTITY, Calibration
 from input_pipeline import columns as columns_lib
 from input_pipeline.errors import DataError
 from input_pipeline.preprocessing import Preprocessor
@@ -63,13 +65,17 @@ class ServingModule(tf.Module):
   """Raw columns -> preprocessing -> classifier -> probability and decision."""
 
   def __init__(self, model, preprocessor: Preprocessor, threshold: float,
-               logit_shift: float = 0.0):
+               logit_shift: float = 0.0, calibration: Calibration = IDENTITY):
     super().__init__(name="imbalanced_engine")
     self.model = model
     self.preprocessor = preprocessor
     self.threshold = tf.Variable(threshold, dtype=tf.float64, trainable=False, name="threshold")
     self.logit_shift = tf.Variable(logit_shift, dtype=tf.float64, trainable=False,
                                    name="logit_shift")
+    self.calibration_scale = tf.Variable(calibration.scale, dtype=tf.float64, trainable=False,
+                                         name="calibration_scale")
+    self.calibration_offset = tf.Variable(calibration.offset, dtype=tf.float64, trainable=False,
+                                          name="calibration_offset")
     self.columns = preprocessor.raw_columns
     self.input_names = input_names(self.columns)
     categorical = set(preprocessor.categorical_columns)
@@ -82,16 +88,18 @@ class ServingModule(tf.Module):
     raw = {c: inputs[n] for c, n in zip(self.columns, self.input_names)}
     features = self.preprocessor.tf_call(raw)
     logits = self.model(features, training=False)  # [members, batch]
-    # Sigmoid in float64 of the prior-corrected logit, averaged over the members, as the
-    # engine's evaluation does, so scores match it on equal logits and the float64 threshold
-    # splits them the same way.
+    # Sigmoid in float64 of the prior-corrected logit, averaged over the members, then
+    # calibrated, as the engine's evaluation does, so scores match it on equal logits and the
+    # float64 threshold splits them the same way.
     probability = tf.reduce_mean(tf.sigmoid(tf.cast(logits, tf.float64) + self.logit_shift),
                                  axis=0)
+    probability = calibration_lib.apply_tf(probability, self.calibration_scale,
+                                           self.calibration_offset)
     return {"probability": probability, "decision": probability >= self.threshold}
 
 
 def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_dir: str,
-                 logit_shift: float = 0.0) -> str:
+                 logit_shift: float = 0.0, calibration: Calibration = IDENTITY) -> str:
   """Writes the SavedModel and serving.json; returns export_dir.
 
   Args:
@@ -101,8 +109,9 @@ def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_d
     export_dir: where to write; replaced if it exists.
     logit_shift: added to every member's logit: the prior correction (engine/losses.py), so the
       served `probability` is the real-world one.
+    calibration: applied to the members' mean probability (engine/calibration.py).
   """
-  module = ServingModule(model, preprocessor, threshold["value"], logit_shift)
+  module = ServingModule(model, preprocessor, threshold["value"], logit_shift, calibration)
   tmp = export_dir.rstrip("/") + ".tmp"
   if tf.io.gfile.exists(tmp):
     tf.io.gfile.rmtree(tmp)
@@ -115,6 +124,7 @@ def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_d
           "categorical_columns": preprocessor.categorical_columns,
           "id_columns": preprocessor.id_columns, "time_column": preprocessor.time_column,
           "label_column": preprocessor.label_column, "logit_shift": logit_shift,
+          "calibration": calibration.as_dict(),
           "threshold": {k: v for k, v in threshold.items() if k not in ("validation", "test")}}
   os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
   with open(os.path.join(tmp, SERVING_JSON), "w") as f:

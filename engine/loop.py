@@ -281,7 +281,11 @@ def final_report(run: Run) -> tuple[dict, dict]:
       "monitor": config.monitor, "best_monitor_value": float(stopper.best_value.numpy()),
       "stopped_early": bool(stopper.should_stop), "data": run.data.counts(),
       "ensemble": config.ensemble, "logit_shift": run.trainer.logit_shift,
+      "calibration": run.trainer.calibration.as_dict(),
   })
+  if run.trainer.calibration.why:
+    logging.warning("Calibration: %s; the scores are the prior-corrected ones",
+                    run.trainer.calibration.why)
   return results, scored
 
 
@@ -323,7 +327,8 @@ def _write_results(run: Run, results: dict, scored: dict) -> None:
   run.summaries.hparams(run.config)
   export_dir = export.export_model(
       run.trainer.host, run.data.preprocessor, threshold=results["threshold"],
-      logit_shift=run.trainer.logit_shift, export_dir=os.path.join(run.model_dir, export.EXPORT_DIR))
+      logit_shift=run.trainer.logit_shift, calibration=run.trainer.calibration,
+      export_dir=os.path.join(run.model_dir, export.EXPORT_DIR))
   logging.info("Exported the %s weights with threshold %.6g to %s",
                results["weights"]["which"], results["threshold"]["value"], export_dir)
   run_dir.write_json(os.path.join(run.model_dir, run_dir.RESULTS_FILE), results)

@@ -12,7 +12,7 @@ import time
 
 import tensorflow as tf
 
-from engine import distribute, evaluation, losses, progress
+from engine import calibration, distribute, evaluation, losses, progress
 from engine.metrics import Metrics
 from engine.model import build_model
 from engine.step import make_train_loop
@@ -58,6 +58,10 @@ class Trainer:
                                               config.positive_fraction)
     # Scores are reported and exported on the real-world prior (engine/losses.py).
     self.logit_shift = losses.logit_shift(counts, config.strategy, config.positive_fraction)
+    # Fitted on the validation scores at each evaluation of that split (engine/calibration.py);
+    # the test split is scored with the fit of the last validation pass, the same weights' in
+    # the final report.
+    self.calibration = calibration.IDENTITY
     with strategy.scope():
       self.train_metrics = Metrics()
     self._iterator = train_iterator(data, strategy, config=config, start_step=state.step)
@@ -90,7 +94,9 @@ class Trainer:
 
   def evaluate(self, split: str):
     """Scores `split` once with the current weights (the moving average of the weights with
-    `--ema_momentum`; members' probabilities averaged, prior corrected).
+    `--ema_momentum`; members' probabilities averaged, prior corrected, then calibrated:
+    `--calibration=platt` fits the calibration on this pass when `split` is the validation one,
+    and the test split uses the last validation pass's fit).
 
     Every epoch and the final report call this, so a name means the same number in both: the
     exact metrics of engine/evaluation.py (`loss`, `brier`, the counts at 0.5, and over all
@@ -105,6 +111,10 @@ class Trainer:
     labels, logits = self.data.predictions(split, self._scorer)
     members = evaluation.member_probabilities(logits, self.logit_shift)
     probabilities = members.mean(axis=0)
+    if split == "validation":
+      self.calibration = (calibration.fit(labels, probabilities)
+                          if self.config.calibration == "platt" else calibration.IDENTITY)
+    probabilities = calibration.apply(probabilities, self.calibration)
     out = evaluation.exact_metrics(labels, probabilities)
     streaming = self.eval_metrics.evaluate(labels, probabilities)
     out.update(auc_streaming=streaming["auc_streaming"], prc_streaming=streaming["prc_streaming"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from engine import compare, evaluation, export
+from engine import calibration, compare, evaluation, export
 from engine.config import STRATEGIES, Config
 from engine.model import build_model
 from input_pipeline import preprocessing, sources
@@ -78,15 +78,20 @@ def test_export_reproduces_the_engine_test_predictions(all_run):
   tf.train.Checkpoint(model=model).restore(
       tf.train.latest_checkpoint(os.path.join(run, "best"))).assert_existing_objects_matched()
   results = read_json(os.path.join(run, "results.json"))
-  # class_weight's scores are shifted back to the real prior, in the engine and in the export.
+  # class_weight's scores are shifted back to the real prior, then calibrated on validation,
+  # in the engine and in the export.
   assert results["logit_shift"] < -1.0
-  engine_probs = evaluation.predict_probabilities(model, splits.x_test,
-                                                  shift=results["logit_shift"])
+  assert results["calibration"]["method"] == "platt"
+  fitted = calibration.Calibration(**results["calibration"])
+  assert (fitted.scale, fitted.offset) != (1.0, 0.0)
+  engine_probs = calibration.apply(evaluation.predict_probabilities(
+      model, splits.x_test, shift=results["logit_shift"]), fitted)
   exported = export.ExportedModel(os.path.join(run, "export"))
   probs, decisions = exported.score(frame.iloc[test_rows])
   np.testing.assert_allclose(probs, engine_probs, rtol=0, atol=1e-5)
-  assert evaluation.exact_metrics(splits.y_test, probs)["prc"] == pytest.approx(
-      results["test"]["prc"], abs=1e-6)
+  exact = evaluation.exact_metrics(splits.y_test, probs)
+  for name in ("prc", "loss", "brier"):
+    assert exact[name] == pytest.approx(results["test"][name], rel=1e-5, abs=1e-9), name
   assert exported.threshold == results["threshold"]["value"]
   assert int(decisions.sum()) == results["threshold"]["test"]["tp"] + \
       results["threshold"]["test"]["fp"]

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from engine import evaluation, loop
+from engine import calibration, evaluation, loop
 from engine.config import Config
 from input_pipeline import preprocessing
 from input_pipeline.data import InMemoryData
@@ -62,7 +62,8 @@ def test_a_run_whose_monitor_never_improved_reports_its_last_weights(tmp_path, c
   y, p = scored["test"]
   x_test = run.data.splits.x_test
   np.testing.assert_allclose(
-      p, evaluation.probabilities(run.state.evaluated_model(x_test).numpy()), atol=1e-6)
+      p, calibration.apply(evaluation.probabilities(run.state.evaluated_model(x_test).numpy()),
+                           run.trainer.calibration), atol=1e-6)
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])
@@ -81,8 +82,11 @@ def test_an_improving_run_reports_its_best_epoch(tmp_path, ema):
   x_test = run.data.splits.x_test
   best_model = run.trainer.host  # The model the export writes.
   best_model.set_weights(best)
-  np.testing.assert_allclose(scored["test"][1],
-                             evaluation.probabilities(best_model(x_test).numpy()), atol=1e-6)
+  # Calibrated by the fit on the best weights' validation scores.
+  assert run.trainer.calibration == calibration.fit(*scored["validation"][:1], calibration.apply(
+      evaluation.probabilities(best_model(run.data.splits.x_val).numpy()), calibration.IDENTITY))
+  np.testing.assert_allclose(scored["test"][1], calibration.apply(
+      evaluation.probabilities(best_model(x_test).numpy()), run.trainer.calibration), atol=1e-6)
 
 
 def test_colliding_serving_names_are_refused_before_anything_is_written(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from sklearn import metrics as skm
 
-from engine import evaluation, losses
+from engine import calibration, evaluation, losses
 from engine import state as train_state
 from engine.config import Config
 from engine.trainer import Trainer
@@ -59,16 +59,34 @@ def test_evaluate_scores_a_split_once_for_streaming_and_exact_metrics():
   assert not {"auc_exact", "prc_exact"} & set(metrics)
   # The probabilities are the trained model's own, and the streaming counts follow them.
   x = data.splits.x_val
-  expected = evaluation.probabilities(state.evaluated_model(x, training=False).numpy())
+  raw = evaluation.probabilities(state.evaluated_model(x, training=False).numpy())
+  # Calibrated by a fit on this very pass (engine/calibration.py), ranking kept.
+  assert trainer.calibration == calibration.fit(labels, raw)
+  assert trainer.calibration.method == "platt"
+  expected = calibration.apply(raw, trainer.calibration)
   assert members == [{"auc": metrics["auc"], "prc": metrics["prc"]}]
   np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-6)
+  assert np.abs(probs - raw).max() > 1e-3  # The calibration moved them, so the test can tell.
   assert metrics["tp"] == int(((probs >= 0.5) & (labels == 1)).sum())
   # Every epoch and the final report get the same names with the same meaning.
   again, _, _, _ = trainer.evaluate("validation")
   assert again == metrics
-  test, _, _, _ = trainer.evaluate("test")
+  fitted = trainer.calibration
+  test, test_labels, test_probs, _ = trainer.evaluate("test")
+  assert trainer.calibration == fitted  # The test split uses validation's fit.
+  np.testing.assert_allclose(test_probs, calibration.apply(evaluation.probabilities(
+      state.evaluated_model(data.splits.x_test, training=False).numpy()), fitted), atol=1e-6)
   assert set(test) == set(metrics)
   assert test["tp"] + test["fn"] == data.counts()["test"]["positives"]
+
+
+def test_calibration_prior_keeps_the_prior_corrected_scores():
+  trainer, data, state = _trainer("oversample", calibration="prior")
+  trainer.train(50)
+  _, _, probs, _ = trainer.evaluate("validation")
+  assert trainer.calibration == calibration.IDENTITY
+  np.testing.assert_array_equal(probs, evaluation.probabilities(
+      state.evaluated_model(data.splits.x_val, training=False).numpy(), trainer.logit_shift))
 
 
 def test_with_a_moving_average_the_average_is_scored_not_the_weights():
@@ -77,8 +95,10 @@ def test_with_a_moving_average_the_average_is_scored_not_the_weights():
   trainer.train(30)
   _, _, probs, _ = trainer.evaluate("validation")
   x = data.splits.x_val
-  average = evaluation.probabilities(state.average_model(x, training=False).numpy())
-  weights = evaluation.probabilities(state.model(x, training=False).numpy())
+  average = calibration.apply(evaluation.probabilities(
+      state.average_model(x, training=False).numpy()), trainer.calibration)
+  weights = calibration.apply(evaluation.probabilities(
+      state.model(x, training=False).numpy()), trainer.calibration)
   np.testing.assert_allclose(probs, average, rtol=0, atol=1e-6)
   assert np.abs(average - weights).max() > 1e-3  # The two differ, so the test can tell.
   assert "average_model" in state.checkpointed()
@@ -98,10 +118,10 @@ def test_an_ensemble_trains_its_members_on_their_own_rows_in_one_step():
   assert all(not np.array_equal(a, v.numpy()) for a, v in zip(before, state.model.trainable_variables))
   metrics, labels, probs, members = trainer.evaluate("validation")
   assert len(members) == 3
-  # The ensemble's probability is the mean of its members' probabilities.
+  # The ensemble's probability is the mean of its members' probabilities, calibrated.
   logits = state.model(data.splits.x_val).numpy()
-  np.testing.assert_allclose(probs, evaluation.member_probabilities(logits).mean(axis=0),
-                             atol=1e-6)
+  np.testing.assert_allclose(probs, calibration.apply(
+      evaluation.member_probabilities(logits).mean(axis=0), trainer.calibration), atol=1e-6)
   for k in range(3):
     p_k = evaluation.member_probabilities(logits)[k]
     assert members[k]["prc"] == pytest.approx(skm.average_precision_score(labels, p_k),
