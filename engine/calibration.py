@@ -77,8 +77,11 @@ def fit(labels: np.ndarray, probabilities: np.ndarray) -> Calibration:
   for _ in range(MAX_STEPS):
     p = 0.5 * (1.0 + np.tanh(0.5 * (params[0] * z + params[1])))  # The sigmoid, no overflow.
     g, w = p - target, p * (1.0 - p)
-    grad = np.array([g @ z, g.sum()])
-    hess = np.array([[w @ (z * z), w @ z], [w @ z, w.sum()]])
+    # Sums of products, not `@`: a BLAS dot of two 45k vectors measured 8 ms against 0.1 ms
+    # when the BLAS threads compete with TensorFlow's for two cores.
+    wz = w * z
+    grad = np.array([np.sum(g * z), np.sum(g)])
+    hess = np.array([[np.sum(wz * z), np.sum(wz)], [np.sum(wz), np.sum(w)]])
     try:
       step = np.linalg.solve(hess, grad)
     except np.linalg.LinAlgError:
