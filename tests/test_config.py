@@ -17,6 +17,7 @@ from engine.config import Config, ConfigError
     ("learning_rate", float("nan"), "--learning_rate=nan"),
     ("strategy", "smote", "--strategy='smote'"),
     ("distribution", "horovod", "--distribution='horovod'"),
+    ("calibration", "isotonic", "--calibration='isotonic'"),
     ("dropout", 1.0, "--dropout=1.0"),
     ("dropout", -0.1, "--dropout=-0.1"),
     ("hidden_units", (), "--hidden_units="),

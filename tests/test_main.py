@@ -46,6 +46,10 @@ def test_end_to_end_writes_results_checkpoints_and_logs(tiny_run):
   assert results["epochs_run"] == 3 and results["steps"] == 15
   assert 1 <= results["best_epoch"] <= 3
   assert results["train_seconds"] > 0
+  # Calibrated on validation by default; the export applies the same fit.
+  assert results["calibration"]["method"] == "platt" and results["calibration"]["scale"] > 0
+  serving = read_json(os.path.join(model_dir, "export", "assets.extra", "serving.json"))
+  assert serving["calibration"] == results["calibration"]
   assert METRICS <= set(results["test"])
   assert {"auc_streaming", "prc_streaming"} <= set(results["test"])
   test = results["test"]
@@ -176,6 +180,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path, xla):
     (("--distribution=horovod",), "--distribution"),
     (("--hidden_units=16,x",), "--hidden_units"),
     (("--monitor=val_f1",), "--monitor"),
+    (("--calibration=isotonic",), "--calibration"),
     (("--no_such_flag=1",), "no_such_flag"),
     (("positional",), "unexpected argument"),
 ])
