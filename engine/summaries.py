@@ -136,6 +136,7 @@ class Summaries:
         hp.HParam("ensemble"): config.ensemble,
         hp.HParam("ema_momentum"): config.ema_momentum,
         hp.HParam("target_recall"): config.target_recall,
+        hp.HParam("calibration", hp.Discrete(["platt", "prior"])): config.calibration,
     }
     hp_metrics = [hp.Metric(tag, group=group, display_name=f"{group}/{tag}")
                   for group, tags in HPARAMS_METRICS.items() for tag in tags]

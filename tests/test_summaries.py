@@ -128,7 +128,7 @@ def test_images(tensorboard):
 def test_hparams_compare_the_strategies(tensorboard, all_run):
   experiment = get(tensorboard, "/data/plugin/hparams/experiment", {"experimentName": ""})
   names = {h["name"] for h in experiment["hparamInfos"]}
-  assert {"strategy", "seed", "learning_rate", "target_recall"} <= names
+  assert {"strategy", "seed", "learning_rate", "target_recall", "calibration"} <= names
   metrics = {(m["name"]["group"], m["name"]["tag"]) for m in experiment["metricInfos"]}
   assert {("test", "prc"), ("test", "auc"), ("validation_best", "prc"),
           ("validation_best", "best_epoch")} <= metrics
