@@ -240,6 +240,11 @@ def validate(c: Config) -> None:
            "--distribution=tpu needs --tpu=<name or grpc://address>")
   _require(c.seed >= 0, "seed", c.seed, "must be >= 0")
   _validate_prepared(c)
+  _validate_scores(c)
+
+
+def _validate_scores(c: Config) -> None:
+  """The calibration of the scores and the rule that picks the decision threshold on them."""
   _require(c.calibration in ("platt", "prior"), "calibration", c.calibration,
            "must be platt or prior")
   _require(0.0 < c.target_recall <= 1.0, "target_recall", c.target_recall, "must be in (0, 1]")
