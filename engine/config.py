@@ -13,6 +13,7 @@ from typing import Any
 
 STRATEGIES = ("baseline", "class_weight", "oversample")
 DISTRIBUTIONS = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+CALIBRATIONS = ("platt", "prior")
 DATASETS = ("creditcard", "synthetic")
 SPLITS = ("random", "time")
 # Metrics the early-stopping monitor may name: `val_` + one of these, as the loop computes them
@@ -245,8 +246,8 @@ def validate(c: Config) -> None:
 
 def _validate_scores(c: Config) -> None:
   """The calibration of the scores and the rule that picks the decision threshold on them."""
-  _require(c.calibration in ("platt", "prior"), "calibration", c.calibration,
-           "must be platt or prior")
+  _require(c.calibration in CALIBRATIONS, "calibration", c.calibration,
+           f"must be one of {', '.join(CALIBRATIONS)}")
   _require(0.0 < c.target_recall <= 1.0, "target_recall", c.target_recall, "must be in (0, 1]")
   _require((c.fp_cost is None) == (c.fn_cost is None), "fp_cost" if c.fp_cost is None else
            "fn_cost", None, "--fp_cost and --fn_cost go together; pass both or neither")

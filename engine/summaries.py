@@ -124,7 +124,7 @@ class Summaries:
     if not self.enabled:
       return
     from tensorboard.plugins.hparams import api as hp
-    from engine.config import STRATEGIES
+    from engine.config import CALIBRATIONS, STRATEGIES
     values = {
         hp.HParam("strategy", hp.Discrete(list(STRATEGIES))): config.strategy,
         hp.HParam("seed"): config.seed,
@@ -136,7 +136,7 @@ class Summaries:
         hp.HParam("ensemble"): config.ensemble,
         hp.HParam("ema_momentum"): config.ema_momentum,
         hp.HParam("target_recall"): config.target_recall,
-        hp.HParam("calibration", hp.Discrete(["platt", "prior"])): config.calibration,
+        hp.HParam("calibration", hp.Discrete(list(CALIBRATIONS))): config.calibration,
     }
     hp_metrics = [hp.Metric(tag, group=group, display_name=f"{group}/{tag}")
                   for group, tags in HPARAMS_METRICS.items() for tag in tags]
