@@ -41,6 +41,9 @@ flags.DEFINE_enum("mode", "train", ["train", "prepare", "predict", "evaluate"],
                   "into --output. evaluate: metrics of --export_dir on the labelled --data_path.")
 
 # What to train.
+flags.DEFINE_string("model", "mlp", "The model family: the module engine/models/NAME.py.")
+flags.DEFINE_string("loss", "bce", "The loss: the module engine/losses/NAME.py (bce: binary "
+                    "cross-entropy; focal: the focal loss).")
 flags.DEFINE_enum("strategy", "oversample", ["baseline", "class_weight", "oversample", "all"],
                   "How to handle the class imbalance: plain training (`baseline`), per-class "
                   "loss weights total/(2*count) (`class_weight`), balanced batches drawn with "
@@ -214,7 +217,7 @@ def config_from_flags():
       # `all` is expanded by engine.compare; its configs are validated as oversample's, the
       # strictest (the chunk must divide the batch).
       strategy="oversample" if FLAGS.strategy == "all" else FLAGS.strategy,
-      hidden_units=hidden, dropout=FLAGS.dropout,
+      model=FLAGS.model, loss=FLAGS.loss, hidden_units=hidden, dropout=FLAGS.dropout,
       oversample_chunk=FLAGS.oversample_chunk, positive_fraction=FLAGS.positive_fraction,
       ensemble=FLAGS.ensemble, weight_decay=FLAGS.weight_decay,
       ema_momentum=FLAGS.ema_momentum, seed=FLAGS.seed,

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from engine import distribute, loop, losses  # noqa: E402
+from engine import distribute, loop, strategies  # noqa: E402
 from engine import state as train_state  # noqa: E402
 from engine.config import Config  # noqa: E402
 from engine.trainer import Trainer, train_iterator  # noqa: E402
@@ -124,13 +124,15 @@ class EngineContenders:
     self.examples_pulled = 0
 
   def _trainer(self) -> Trainer:
-    bias = losses.initial_bias(self.data.class_counts(), self.config.strategy)
-    state = train_state.create(self.config, num_features=self.data.num_features,
+    bias = strategies.get(self.config.strategy).initial_bias(self.data.class_counts(),
+                                                             self.config.positive_fraction)
+    state = train_state.create(self.config, layout=self.data.layout(self.config.seed),
                                output_bias=bias, strategy=self.strategy)
     return Trainer(self.config, self.data, state, self.strategy)
 
   def _iterator(self):
-    return train_iterator(self.data, self.strategy, config=self.config)
+    return train_iterator(self.data, self.strategy, config=self.config,
+                          members=self.config.ensemble)
 
   @functools.cached_property
   def trainer(self) -> Trainer:

@@ -80,8 +80,14 @@ class Checkpoints:
     Args:
       step: the global step of these weights.
       members: optional boolean mask [K]: only these members' weights (every variable of the
-        model is stacked by member on its first axis). Default: all.
+        model is stacked by member on its first axis). A mask of one entry is the whole model
+        (one member, or members that share weights). Default: all.
     """
+    if members is not None and np.size(members) == 1:
+      if not np.asarray(members).ravel()[0]:
+        self._best_step = step
+        return
+      members = None
     for best, current in zip(self.best_model.weights, self.model.weights):
       if members is None:
         best.assign(current)

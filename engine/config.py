@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from typing import Any
 
 STRATEGIES = ("baseline", "class_weight", "oversample")
@@ -28,6 +29,14 @@ MONITORABLE = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall"
 # models are best after 500-2000 steps (BUILD.md, "Model quality"): early stopping needs to look
 # every few dozen steps, and scoring the validation split every 50 keeps that cheap.
 DEFAULT_STEPS_PER_EPOCH = 50
+
+
+def plugins(package: str) -> tuple[str, ...]:
+  """The plug-ins of `engine/<package>/` (models, losses): its modules' names, found without
+  importing them (this module imports no TensorFlow)."""
+  folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), package)
+  return tuple(sorted(f[:-3] for f in os.listdir(folder)
+                      if f.endswith(".py") and not f.startswith("_")))
 
 
 class ConfigError(ValueError):
@@ -70,6 +79,9 @@ class Config:
 
   # Imbalance strategy and model.
   strategy: str = "oversample"
+  # The model family (engine/models/NAME.py) and the loss (engine/losses/NAME.py), by name.
+  model: str = "mlp"
+  loss: str = "bce"
   hidden_units: tuple[int, ...] = (64,)
   dropout: float = 0.2
   # Rows per class chunk that `sample_from_datasets` mixes (see input_pipeline/datasets.py).
@@ -193,6 +205,10 @@ def _validate_prepared(c: Config) -> None:
 def validate(c: Config) -> None:
   """Raises ConfigError naming the first invalid field."""
   _require(c.strategy in STRATEGIES, "strategy", c.strategy, f"must be one of {', '.join(STRATEGIES)}")
+  for field, package in (("model", "models"), ("loss", "losses")):
+    known = plugins(package)
+    _require(getattr(c, field) in known, field, getattr(c, field),
+             f"must be one of {', '.join(known)} (engine/{package}/NAME.py)")
   _require(c.distribution in DISTRIBUTIONS, "distribution", c.distribution,
            f"must be one of {', '.join(DISTRIBUTIONS)}")
   _require(c.dataset in DATASETS, "dataset", c.dataset, f"must be one of {', '.join(DATASETS)}")

@@ -14,7 +14,9 @@ class Scorer:
 
   def __init__(self, model, jit_compile: bool = False):
     import tensorflow as tf
-    self._logits = tf.function(lambda rows: model(rows, training=False), autograph=False,
+
+    from engine import models
+    self._logits = tf.function(lambda rows: models.member_logits(model, rows), autograph=False,
                                reduce_retracing=True, jit_compile=jit_compile)
 
   def __call__(self, x, batch_size: int = 65536) -> np.ndarray:

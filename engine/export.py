@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from engine import calibration as calibration_lib
+from engine import models
 from engine.calibration import IDENTITY, Calibration
 from input_pipeline import columns as columns_lib
 from input_pipeline.errors import DataError
@@ -87,7 +88,7 @@ class ServingModule(tf.Module):
   def _serve(self, inputs):
     raw = {c: inputs[n] for c, n in zip(self.columns, self.input_names)}
     features = self.preprocessor.tf_call(raw)
-    logits = self.model(features, training=False)  # [members, batch]
+    logits = models.member_logits(self.model, features)  # [members, batch]
     # Sigmoid in float64 of the prior-corrected logit, averaged over the members, then
     # calibrated, as the engine's evaluation does, so scores match it on equal logits and the
     # float64 threshold splits them the same way.

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from engine import (checkpointing, distribute, evaluation, export, losses, preemption, progress,
+from engine import (checkpointing, distribute, evaluation, export, preemption, progress, strategies,
                     run_dir)
 from engine import state as train_state
 from engine import threshold as thresholds
@@ -139,11 +139,12 @@ def start(config: Config, model_dir: str, *, data: Data, strategy, distribution:
     data.preprocessor.save(os.path.join(model_dir, run_dir.PREPROCESSING_FILE))
   counts = data.class_counts()
   epoch_steps = steps_per_epoch(config)
-  bias = losses.initial_bias(counts, config.strategy, config.positive_fraction)
-  weights = losses.class_weights(counts, config.strategy, config.positive_fraction)
+  imbalance = strategies.get(config.strategy)
+  bias = imbalance.initial_bias(counts, config.positive_fraction)
+  weights = imbalance.class_weights(counts, config.positive_fraction)
   logging.info("Strategy %s: class weights %s, initial output bias %.4f, %d steps/epoch",
                config.strategy, [round(float(w), 4) for w in weights], bias, epoch_steps)
-  state = train_state.create(config, num_features=data.num_features, output_bias=bias,
+  state = train_state.create(config, layout=data.layout(config.seed), output_bias=bias,
                              strategy=strategy)
   ckpts = checkpointing.Checkpoints(
       model_dir, model=state.evaluated_model, best_model=state.best_model,
@@ -211,7 +212,7 @@ def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
   state = run.state
   improved = state.early_stopping.update(validation[run.config.monitor_metric], epoch)
   scalars = dict(validation)
-  if run.config.ensemble > 1 and members:
+  if _independent_members(state.model) and members:
     better = state.member_best.update([m["prc"] for m in members], epoch)
     scalars.update({f"member_{k}/{name}": v for k, m in enumerate(members) for name, v in m.items()})
   else:  # One member: its best is the monitor's best.
@@ -228,6 +229,11 @@ def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
   if distribute.any_worker(run.strategy, run.ckpts.due()):
     _save(run)
   return improved
+
+
+def _independent_members(model) -> bool:
+  """An ensemble whose members share no weight: each keeps its own best weights."""
+  return bool(model.own_rows) and model.members > 1
 
 
 def _save(run: Run) -> str:
@@ -264,10 +270,10 @@ def final_report(run: Run) -> tuple[dict, dict]:
   for split in ("validation", "test"):
     results[split], y, p, members[split] = run.trainer.evaluate(split)
     scored[split] = (y, p)
-  if config.ensemble > 1:
+  if _independent_members(state.model):
     best_epochs = state.member_best.best_epoch.numpy()
     results["members"] = [{"best_epoch": int(best_epochs[k]), "validation": members["validation"][k],
-                            "test": members["test"][k]} for k in range(config.ensemble)]
+                            "test": members["test"][k]} for k in range(state.model.members)]
   results["threshold"] = thresholds.choose(
       config, val_labels=scored["validation"][0], val_probabilities=scored["validation"][1],
       test_labels=scored["test"][0], test_probabilities=scored["test"][1])

@@ -38,7 +38,7 @@ PREPARED_METADATA_FILE = "metadata.json"
 # columns is reported as other features, the plainer reason.
 # positive_fraction: the stream a run draws and the prior correction of its scores; its default
 # changed (0.05 -> 0.01 -> 0.005), so a run started before must not resume with the new one.
-MODEL_FIELDS = ("strategy", "hidden_units", "ensemble", "label_column", "dataset",
+MODEL_FIELDS = ("strategy", "model", "loss", "hidden_units", "ensemble", "label_column", "dataset",
                 "positive_fraction", "ema_momentum")
 DATA_FIELDS = ("data_path", "prepared_dir", "synthetic_rows", "seed", "validation_fraction",
                "test_fraction", "clip", "drop_invalid_rows", "categorical_columns", "id_columns",

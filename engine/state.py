@@ -17,19 +17,21 @@ import math
 import tensorflow as tf
 
 from engine.early_stopping import EarlyStopping, MemberBest
-from engine.model import build_model
+from engine import models
 
 
 class TrainState(tf.Module):
   """Model, optimizer, best weights, epoch counters, elapsed time and early stopping."""
 
   def __init__(self, *, model, optimizer, best_model, early_stopping: EarlyStopping,
-               average_model=None):
+               average_model=None, layout=None):
     super().__init__(name="train_state")
     self.model, self.optimizer, self.best_model = model, optimizer, best_model
+    self.layout = layout  # What the model was built for (input_pipeline/layout.py).
     self.average_model = average_model
     self.early_stopping = early_stopping
-    self.member_best = MemberBest(model.members)
+    # Members that share weights have one best between them: the ensemble's.
+    self.member_best = MemberBest(model.members if model.own_rows else 1)
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     # The global step at the end of the last completed epoch: a run stopped mid-epoch (SIGTERM)
     # resumes with the rest of that epoch, not a whole one.
@@ -67,20 +69,24 @@ def make_optimizer(config) -> tf.keras.optimizers.Optimizer:
   return optimizer
 
 
-def create(config, *, num_features: int, output_bias: float, strategy) -> TrainState:
-  """The state of a new run, its variables created under `strategy`'s scope."""
+def create(config, *, layout, output_bias: float, strategy) -> TrainState:
+  """The state of a new run, its variables created under `strategy`'s scope.
+
+  Args:
+    layout: the `input_pipeline.layout.FeatureLayout` of the features the model reads.
+  """
   with strategy.scope():
-    model = build_model(config, num_features=num_features, output_bias=output_bias)
+    model = models.build(config, layout, output_bias=output_bias)
     optimizer = make_optimizer(config)
     # Built here, not lazily at the first step: a lazy build inside a multi-replica step fails.
     optimizer.build(model.trainable_variables)
-    best_model = build_model(config, num_features=num_features, output_bias=0.0)
-    average_model = (build_model(config, num_features=num_features, output_bias=0.0)
+    best_model = models.build(config, layout, output_bias=0.0)
+    average_model = (models.build(config, layout, output_bias=0.0)
                      if config.ema_momentum else None)
   stopper = EarlyStopping(patience=config.patience,
                           higher_is_better=config.monitor_higher_is_better)
   return TrainState(model=model, optimizer=optimizer, best_model=best_model,
-                    early_stopping=stopper, average_model=average_model)
+                    early_stopping=stopper, average_model=average_model, layout=layout)
 
 
 def restore_or_initialize(state: TrainState, ckpts, *, config, resuming: bool,
@@ -108,7 +114,7 @@ def restore_or_initialize(state: TrainState, ckpts, *, config, resuming: bool,
   if initial_weights and tf.io.gfile.exists(initial_weights + ".index"):
     tf.train.Checkpoint(model=state.model).read(initial_weights).assert_existing_objects_matched()
     # The saved weights carry the first run's output bias; the bias belongs to the strategy.
-    bias = state.model.logit.bias
+    bias = state.model.output_bias
     bias.assign(tf.fill(bias.shape, tf.constant(output_bias, bias.dtype)))
     logging.info("Starting from the shared initial weights %s", initial_weights)
   elif initial_weights and chief:

@@ -13,21 +13,28 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from engine import losses
+from engine import losses, models
 
 
 def make_train_loop(*, model, optimizer, strategy, metrics, class_weights, global_batch_size: int,
-                    seed: int, jit_compile: bool = False, average=None, ema_momentum: float = 0.0):
+                    seed: int, jit_compile: bool = False, average=None, ema_momentum: float = 0.0,
+                    per_example=None):
   """Returns `train_loop(iterator, num_steps)`, a tf.function running num_steps steps.
 
-  Each element of the iterator holds `model.members` batches, one per member of the ensemble,
-  one after the other: [members * batch, F]. Member k trains on its own rows.
-  `global_batch_size` is one member's global batch. With `average` (a model of the same
+  With a model of independent members (`own_rows`), each element of the iterator holds
+  `model.members` batches, one per member, one after the other: [members * batch, F], and
+  member k trains on its own rows; otherwise every member scores the same batch.
+  `global_batch_size` is one member's global batch. `per_example`: the loss
+  (engine/losses/), binary cross-entropy by default. With `average` (a model of the same
   architecture), every step also moves its weights towards the model's (`update_average`).
   """
   cw = tf.constant(class_weights, tf.float32)
   num_replicas = strategy.num_replicas_in_sync
   members = model.members
+  own_rows = bool(model.own_rows)
+  per_example = per_example or losses.per_example_fn("bce")
+  # Members that share weights train on the mean of their losses (engine/losses/__init__.py).
+  members_mean = 1 if own_rows else members
 
   # With XLA this is one compiled cluster: forward, loss, gradients and the ten metric updates
   # (each a handful of small ops: compiled with the step they cost a third as much, measured).
@@ -35,21 +42,24 @@ def make_train_loop(*, model, optimizer, strategy, metrics, class_weights, globa
   @tf.function(jit_compile=jit_compile, autograph=False)
   def compute(x, y, dropout_seed):
     with tf.GradientTape() as tape:
-      logits = model(x, training=True, dropout_seed=dropout_seed)
+      logits = models.member_logits(model, x, training=True, dropout_seed=dropout_seed)
+      y = tf.broadcast_to(y, tf.shape(logits))  # [K, B]: every member's labels.
       weights = tf.gather(cw, y)
-      # The members' losses add up: each member's parameters get the gradient of its own
-      # mean loss, exactly as if it trained alone.
-      loss = losses.weighted_loss(y, logits, weights, global_batch_size)
+      loss = losses.weighted_loss(per_example, y, logits, weights,
+                                  global_batch_size=global_batch_size, members_mean=members_mean)
     grads = tape.gradient(loss, model.trainable_variables)
     metrics.update(tf.reshape(y, [-1]), tf.reshape(tf.sigmoid(logits), [-1]),
-                   tf.reshape(losses.per_example_loss(y, logits) * weights, [-1]))
+                   tf.reshape(per_example(tf.cast(y, logits.dtype), logits) * weights, [-1]))
     return grads
 
   @tf.autograph.experimental.do_not_convert
   def replica_step(batch):
     x, y = batch
-    x = tf.reshape(x, [members, -1, x.shape[-1]])
-    y = tf.reshape(y, [members, -1])
+    if own_rows:
+      x = tf.reshape(x, [members, -1, x.shape[-1]])
+      y = tf.reshape(y, [members, -1])
+    else:
+      y = y[tf.newaxis]
     replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
     # Stateless dropout seed: (run seed, global step * replicas + replica). Distinct per replica
     # and step, and the same again when a resumed run replays the step.

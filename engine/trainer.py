@@ -12,31 +12,33 @@ import time
 
 import tensorflow as tf
 
-from engine import calibration, distribute, evaluation, losses, progress
+from engine import calibration, distribute, evaluation, losses, models, progress, strategies
 from engine.metrics import Metrics
-from engine.model import build_model
 from engine.step import make_train_loop
+from input_pipeline.datasets import StreamSpec
 
 
-def train_iterator(data, strategy: tf.distribute.Strategy, *, config, start_step: int = 0):
+def train_iterator(data, strategy: tf.distribute.Strategy, *, config, start_step: int = 0,
+                   members: int = 1):
   """The distributed iterator over `data`'s training stream, resumed at `start_step`.
 
   Each input pipeline makes its own stream (its share of the rows, its own draws) for its
-  replicas' batch, and skips what the replicas consumed before `start_step`.
+  replicas' batch, and skips what the replicas consumed before `start_step`. `members`: how
+  many members' batches an element holds (a model whose members train on rows of their own).
   """
   num_replicas = strategy.num_replicas_in_sync
+  share = strategies.get(config.strategy).stream_share(config.positive_fraction)
 
   # One element holds every member's batch: members train on their own rows, drawn from one
   # stream (a pure function of the seed, like a single model's; input_pipeline/datasets.py).
-  global_batch = config.batch_size * config.ensemble
+  global_batch = config.batch_size * members
 
   def train_fn(ctx: tf.distribute.InputContext):
-    return data.train_dataset(
-        strategy=config.strategy, batch_size=ctx.get_per_replica_batch_size(global_batch),
-        chunk=config.oversample_chunk, seed=config.seed, pipeline_id=ctx.input_pipeline_id,
-        num_pipelines=ctx.num_input_pipelines,
-        skip=start_step * num_replicas // ctx.num_input_pipelines,
-        positive_fraction=config.positive_fraction, members=config.ensemble)
+    return data.train_dataset(StreamSpec(
+        batch_size=ctx.get_per_replica_batch_size(global_batch), chunk=config.oversample_chunk,
+        seed=config.seed, positive_share=share, members=members,
+        pipeline_id=ctx.input_pipeline_id, num_pipelines=ctx.num_input_pipelines,
+        skip=start_step * num_replicas // ctx.num_input_pipelines))
 
   return iter(strategy.distribute_datasets_from_function(train_fn))
 
@@ -54,25 +56,28 @@ class Trainer:
   def __init__(self, config, data, state, strategy: tf.distribute.Strategy):
     self.config, self.data, self.state = config, data, state
     counts = data.class_counts()
-    self.class_weights = losses.class_weights(counts, config.strategy,
-                                              config.positive_fraction)
-    # Scores are reported and exported on the real-world prior (engine/losses.py).
-    self.logit_shift = losses.logit_shift(counts, config.strategy, config.positive_fraction)
+    imbalance = strategies.get(config.strategy)
+    self.class_weights = imbalance.class_weights(counts, config.positive_fraction)
+    # Scores are reported and exported on the real-world prior (engine/strategies.py).
+    self.logit_shift = imbalance.logit_shift(counts, config.positive_fraction)
     # Fitted on the validation scores at each evaluation of that split (engine/calibration.py);
     # the test split is scored with the fit of the last validation pass, the same weights' in
     # the final report.
     self.calibration = calibration.IDENTITY
     with strategy.scope():
       self.train_metrics = Metrics()
-    self._iterator = train_iterator(data, strategy, config=config, start_step=state.step)
+    model = state.model
+    self._iterator = train_iterator(data, strategy, config=config, start_step=state.step,
+                                    members=model.members if model.own_rows else 1)
     self.jit_compile = distribute.resolve_jit_compile(config)
     self._loop = make_train_loop(
-        model=state.model, optimizer=state.optimizer, strategy=strategy,
+        model=model, optimizer=state.optimizer, strategy=strategy,
         metrics=self.train_metrics, class_weights=self.class_weights,
         global_batch_size=config.batch_size, seed=config.seed, jit_compile=self.jit_compile,
-        average=state.average_model, ema_momentum=config.ema_momentum)
+        average=state.average_model, ema_momentum=config.ema_momentum,
+        per_example=losses.per_example_fn(config.loss))
     # Evaluation runs on a single-device copy of the weights, whatever the strategy.
-    self.host = build_model(config, num_features=data.num_features, output_bias=0.0)
+    self.host = models.build(config, state.layout, output_bias=0.0)
     self._scorer = evaluation.Scorer(self.host, jit_compile=self.jit_compile)
     self.eval_metrics = Metrics()
 

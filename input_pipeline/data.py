@@ -40,16 +40,19 @@ class Data(abc.ABC):
     return np.array([c["rows"] - c["positives"], c["positives"]], np.int64)
 
   @abc.abstractmethod
-  def train_dataset(self, *, strategy: str, batch_size: int, chunk: int, seed: int,
-                    pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0,
-                    positive_fraction: float = 0.5, members: int = 1):
-    """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
+  def train_dataset(self, spec):
+    """The infinite training stream of (features [batch, F] float32, labels [batch] int32)
+    that the `datasets.StreamSpec` describes."""
 
-    `batch_size` is this pipeline's batch: `members` batches one after the other (an
-    ensemble's); `skip` elements are skipped, so a resumed run continues the exact stream it
-    stopped in (the stream is a pure function of the seed). `oversample` batches hold
-    `positive_fraction` positive rows in expectation.
-    """
+  @abc.abstractmethod
+  def training_rows(self, limit: int) -> np.ndarray:
+    """Up to `limit` training rows [n, F] as the model sees them (for the layout's quantiles)."""
+
+  def layout(self, seed: int = 0):
+    """The `layout.FeatureLayout` of the features, with the training split's quantiles."""
+    from input_pipeline import layout
+    return layout.from_preprocessor(self.preprocessor,
+                                    self.training_rows(layout.QUANTILE_ROWS), seed=seed)
 
   @abc.abstractmethod
   def predictions(self, split: str, scorer: Scorer) -> tuple[np.ndarray, np.ndarray]:
@@ -73,14 +76,13 @@ class InMemoryData(Data):
   def counts(self) -> dict[str, dict[str, int]]:
     return self.splits.counts()
 
-  def train_dataset(self, *, strategy, batch_size, chunk, seed, pipeline_id=0, num_pipelines=1,
-                    skip=0, positive_fraction=0.5, members=1):
+  def train_dataset(self, spec):
     from input_pipeline import datasets
     x, y = self._arrays["train"]
-    return datasets.train_dataset(x, y, strategy=strategy, batch_size=batch_size, chunk=chunk,
-                                  seed=seed, pipeline_id=pipeline_id, num_pipelines=num_pipelines,
-                                  skip=skip, positive_fraction=positive_fraction,
-                                  members=members)
+    return datasets.train_dataset(x, y, spec)
+
+  def training_rows(self, limit):
+    return self._arrays["train"][0]  # The layout samples `limit` of them itself.
 
   def predictions(self, split, scorer):
     import tensorflow as tf

@@ -22,6 +22,7 @@ the stream spends its time on, and per-member draws held an ensemble of 8 to the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -29,6 +30,33 @@ import tensorflow as tf
 
 # Passes over a class are numbered; this many is "forever" for any run.
 _MAX_PASSES = 2**62
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamSpec:
+  """What one input pipeline's training stream is.
+
+  batch_size: rows per element (the per-replica batch under tf.distribute): `members` batches
+    one after the other.
+  chunk: rows per single-class chunk that `sample_from_datasets` mixes (balanced streams only).
+  seed: seeds every permutation and the class draw.
+  positive_share: the expected share of positive rows in a batch, drawn with replacement
+    (the strategy's `stream_share`); None: the data's own rows and share, without replacement.
+  members: batches per element (an ensemble whose members train on rows of their own).
+  pipeline_id, num_pipelines: this input pipeline and how many read the data (rows or shards
+    are divided among them).
+  skip: elements to skip, so a resumed run continues the exact stream it stopped in (the
+    stream is a pure function of the seed).
+  """
+
+  batch_size: int
+  chunk: int
+  seed: int
+  positive_share: float | None = None
+  members: int = 1
+  pipeline_id: int = 0
+  num_pipelines: int = 1
+  skip: int = 0
 
 
 def _pass_seed(seed: int, stream: int) -> tf.Tensor:
@@ -124,38 +152,29 @@ def finish(ds: tf.data.Dataset, *, skip: int, map_fn=None) -> tf.data.Dataset:
   return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def train_dataset(x: np.ndarray, y: np.ndarray, *, strategy: str, batch_size: int, chunk: int,
-                  seed: int, pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0,
-                  positive_fraction: float = 0.5, members: int = 1) -> tf.data.Dataset:
+def train_dataset(x: np.ndarray, y: np.ndarray, spec: StreamSpec) -> tf.data.Dataset:
   """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
 
   Args:
     x: scaled training features.
     y: 0/1 training labels.
-    strategy: "baseline", "class_weight" or "oversample".
-    batch_size: rows per element (the per-replica batch under tf.distribute).
-    chunk: rows per class chunk that `sample_from_datasets` mixes (oversample only).
-    seed: seeds every permutation and the class draw.
-    pipeline_id: this input pipeline's index; rows are sharded across pipelines.
-    num_pipelines: how many input pipelines (workers) read the data.
-    skip: elements to skip, so a resumed run continues the exact stream it stopped in. The
-      stream is a pure function of the seed, so skipping replays it; skipping happens on row
-      indices, before any row is gathered, so it is cheap.
-    positive_fraction: `oversample`: the expected share of positive rows in a batch.
-    members: `oversample`: the element holds this many members' batches (`balanced_mix`).
+    spec: what the stream is. Skipping happens on row indices, before any row is gathered, so
+      it is cheap.
 
   Returns:
     An infinite, batched (drop_remainder), prefetched dataset.
   """
-  rows = np.arange(len(y))[pipeline_id::num_pipelines]
+  rows = np.arange(len(y))[spec.pipeline_id::spec.num_pipelines]
   labels = np.asarray(y)[rows]
   gather = _gather_rows(tf.constant(x, tf.float32), tf.constant(y, tf.int32))
-  stream = 2 * pipeline_id
-  if strategy == "oversample":
+  stream = 2 * spec.pipeline_id
+  if spec.positive_share is not None:
     ds = balanced_mix(
-        lambda cls, c: index_chunks(rows[labels == cls], chunk=c, seed=seed, stream=stream + cls),
-        batch_size=batch_size, chunk=chunk, seed=seed, pipeline_id=pipeline_id,
-        positive_fraction=positive_fraction, members=members)
+        lambda cls, c: index_chunks(rows[labels == cls], chunk=c, seed=spec.seed,
+                                    stream=stream + cls),
+        batch_size=spec.batch_size, chunk=spec.chunk, seed=spec.seed,
+        pipeline_id=spec.pipeline_id, positive_fraction=spec.positive_share,
+        members=spec.members)
   else:
-    ds = index_chunks(rows, chunk=batch_size, seed=seed, stream=stream)
-  return finish(ds, skip=skip, map_fn=gather)
+    ds = index_chunks(rows, chunk=spec.batch_size, seed=spec.seed, stream=stream)
+  return finish(ds, skip=spec.skip, map_fn=gather)

@@ -221,31 +221,47 @@ class PreparedData(Data):
                       "or fewer workers")
     return [n for n, _ in mine], sum(c for _, c in mine)
 
-  def train_dataset(self, *, strategy: str, batch_size: int, chunk: int, seed: int,
-                    pipeline_id: int = 0, num_pipelines: int = 1, skip: int = 0,
-                    positive_fraction: float = 0.5, members: int = 1) -> tf.data.Dataset:
+  def train_dataset(self, spec: datasets.StreamSpec) -> tf.data.Dataset:
     """The infinite training stream of (features [batch, F] float32, labels [batch] int32).
 
     Same contract as `datasets.train_dataset`. Input pipelines read disjoint shard files
     (shard i goes to pipeline i % num_pipelines). `skip` replays the seeded stream up to the
     resume point: it costs a read and decode of the skipped rows.
     """
+    batch_size, seed, pipeline_id = spec.batch_size, spec.seed, spec.pipeline_id
+    num_pipelines = spec.num_pipelines
     streams = seed * 1_000_003 + 4 * pipeline_id
     num_features = self.num_features
-    if strategy == "oversample":
+    if spec.positive_share is not None:
       def class_chunks(cls: int, chunk: int) -> tf.data.Dataset:
         names, rows = self._pipeline_shards(str(cls), pipeline_id, num_pipelines)
         return self._chunks(names, rows=rows, seed=streams + 2 * cls, chunk=chunk)
-      ds = datasets.balanced_mix(class_chunks, batch_size=batch_size, chunk=chunk, seed=seed,
-                                 pipeline_id=pipeline_id,
-                                 positive_fraction=positive_fraction, members=members).map(
+      ds = datasets.balanced_mix(class_chunks, batch_size=batch_size, chunk=spec.chunk,
+                                 seed=seed, pipeline_id=pipeline_id,
+                                 positive_fraction=spec.positive_share,
+                                 members=spec.members).map(
           lambda x, y: (tf.reshape(x, [batch_size, num_features]),
                         tf.reshape(y, [batch_size])))
     else:
       shards = [self._pipeline_shards(c, pipeline_id, num_pipelines) for c in ("0", "1")]
       ds = self._chunks(shards[0][0] + shards[1][0], rows=shards[0][1] + shards[1][1],
                         seed=streams, chunk=batch_size)
-    return datasets.finish(ds, skip=skip)
+    return datasets.finish(ds, skip=spec.skip)
+
+  def training_rows(self, limit: int) -> np.ndarray:
+    """The first rows of the training shards, both classes in their share, up to `limit`."""
+    counts = self.counts()["train"]
+    parts = []
+    for cls, rows in (("0", counts["rows"] - counts["positives"]), ("1", counts["positives"])):
+      want = int(limit * rows / max(1, counts["rows"]))
+      files = [self._path(f) for f in self.metadata["files"]["train"][cls]]
+      ds = tf.data.TFRecordDataset(files).batch(max(1, WINDOW_ROWS // self.block_rows))
+      for x, _ in ds.map(self._decode).rebatch(65536):
+        if want <= 0:
+          break
+        parts.append(x.numpy()[:want])
+        want -= len(parts[-1])
+    return np.concatenate(parts) if parts else np.zeros((0, self.num_features), np.float32)
 
   def _rows(self, split: str) -> tf.data.Dataset:
     """The split's rows as decoded groups of blocks, in a fixed order (files read 4 at once)."""

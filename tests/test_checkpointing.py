@@ -7,7 +7,7 @@ import tensorflow as tf
 from engine.checkpointing import Checkpoints
 from engine.config import Config
 from engine.early_stopping import EarlyStopping
-from engine.model import build_model
+from tests.builders import build_model, logits
 
 
 def _state(seed=0):

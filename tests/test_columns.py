@@ -11,7 +11,7 @@ import pytest
 
 from engine import evaluation, export, predict
 from engine.config import Config
-from engine.model import build_model
+from tests.builders import build_model, logits
 from input_pipeline import columns, prepare, preprocessing, sources
 from input_pipeline.errors import DataError
 from tests.conftest import read_json

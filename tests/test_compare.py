@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from engine import calibration, compare, evaluation, export
 from engine.config import STRATEGIES, Config
-from engine.model import build_model
+from tests.builders import build_model, logits
 from input_pipeline import preprocessing, sources
 from tests.conftest import read_json
 

@@ -1,4 +1,5 @@
 import numpy as np
+from tests.builders import spec
 import pytest
 import tensorflow as tf
 
@@ -38,7 +39,7 @@ def test_index_chunks_are_passes_over_the_rows(n, chunk):
 
 def test_baseline_stream_is_a_shuffled_pass_over_the_data():
   x, y = _data(rows=1000)
-  ds = datasets.train_dataset(x, y, strategy="baseline", batch_size=100, chunk=64, seed=0)
+  ds = datasets.train_dataset(x, y, spec(strategy="baseline", batch_size=100, chunk=64, seed=0))
   first_pass = np.concatenate([b[0][:, 0] for b in _take(ds, 10)])
   assert sorted(first_pass.tolist()) == list(range(1000))  # every row once per pass
   assert not np.array_equal(first_pass[:100], np.arange(100))  # shuffled
@@ -50,7 +51,7 @@ def test_baseline_stream_is_a_shuffled_pass_over_the_data():
 def test_oversample_positive_share_is_one_half(chunk):
   x, y = _data()
   batch = 512
-  ds = datasets.train_dataset(x, y, strategy="oversample", batch_size=batch, chunk=chunk, seed=3)
+  ds = datasets.train_dataset(x, y, spec(strategy="oversample", batch_size=batch, chunk=chunk, seed=3))
   shares = np.array([b[1].mean() for b in _take(ds, 400)])
   # Each batch holds batch/chunk single-class chunks, each positive with probability 1/2.
   k = batch // chunk
@@ -64,7 +65,7 @@ def test_oversample_positive_share_is_one_half(chunk):
 
 def test_oversample_chunks_are_single_class():
   x, y = _data()
-  ds = datasets.train_dataset(x, y, strategy="oversample", batch_size=256, chunk=32, seed=0)
+  ds = datasets.train_dataset(x, y, spec(strategy="oversample", batch_size=256, chunk=32, seed=0))
   for _, labels in _take(ds, 20):
     per_chunk = labels.reshape(-1, 32)
     assert np.all((per_chunk.min(axis=1) == per_chunk.max(axis=1)))
@@ -74,11 +75,11 @@ def test_oversample_chunks_are_single_class():
 def test_skip_replays_the_same_stream(strategy):
   x, y = _data()
   kw = dict(strategy=strategy, batch_size=256, chunk=32, seed=5)
-  full = _take(datasets.train_dataset(x, y, **kw), 12)
-  resumed = _take(datasets.train_dataset(x, y, skip=7, **kw), 5)
+  full = _take(datasets.train_dataset(x, y, spec(**kw)), 12)
+  resumed = _take(datasets.train_dataset(x, y, spec(skip=7, **kw)), 5)
   for a, b in zip(full[7:], resumed):
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-  other_seed = _take(datasets.train_dataset(x, y, **dict(kw, seed=6)), 1)
+  other_seed = _take(datasets.train_dataset(x, y, spec(**dict(kw, seed=6))), 1)
   assert not np.array_equal(full[0][0], other_seed[0][0])
 
 
@@ -86,8 +87,8 @@ def test_pipelines_shard_rows():
   x, y = _data(rows=1000)
   seen = []
   for pid in (0, 1):
-    ds = datasets.train_dataset(x, y, strategy="baseline", batch_size=100, chunk=64, seed=0,
-                                pipeline_id=pid, num_pipelines=2)
+    ds = datasets.train_dataset(x, y, spec(strategy="baseline", batch_size=100, chunk=64, seed=0,
+                                pipeline_id=pid, num_pipelines=2))
     seen.append(set(np.concatenate([b[0][:, 0] for b in _take(ds, 5)]).astype(int).tolist()))
   assert not seen[0] & seen[1]
   assert len(seen[0] | seen[1]) == 1000
@@ -96,7 +97,7 @@ def test_pipelines_shard_rows():
 def test_train_batches_have_static_shapes():
   x, y = _data()
   for strategy in ("baseline", "oversample"):
-    ds = datasets.train_dataset(x, y, strategy=strategy, batch_size=256, chunk=64, seed=0)
+    ds = datasets.train_dataset(x, y, spec(strategy=strategy, batch_size=256, chunk=64, seed=0))
     assert ds.element_spec[0].shape == (256, 4)
     assert ds.element_spec[1].shape == (256,)
     assert ds.element_spec[1].dtype == tf.int32
@@ -110,7 +111,7 @@ def test_an_ensembles_oversampled_element_deals_each_draw_to_every_member():
   members, batch, chunk = 3, 128, 16
   kw = dict(strategy="oversample", batch_size=members * batch, chunk=chunk, seed=3,
             members=members)
-  ds = datasets.train_dataset(x, y, **kw)
+  ds = datasets.train_dataset(x, y, spec(**kw))
   assert ds.element_spec[0].shape == (members * batch, 4)
   assert ds.element_spec[1].shape == (members * batch,)
   elements = _take(ds, 300)
@@ -127,7 +128,7 @@ def test_an_ensembles_oversampled_element_deals_each_draw_to_every_member():
   for k in range(members):
     assert abs(shares[:, k].mean() - 0.5) < 4 * sd / np.sqrt(len(shares))
     assert 0.5 * sd < shares[:, k].std() < 1.5 * sd
-  resumed = _take(datasets.train_dataset(x, y, skip=7, **kw), 2)
+  resumed = _take(datasets.train_dataset(x, y, spec(skip=7, **kw)), 2)
   for a, b in zip(elements[7:9], resumed):
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
@@ -143,8 +144,8 @@ def test_one_member_draws_exactly_the_single_models_stream():
               for c in (1, 0))
   by_hand = tf.data.Dataset.sample_from_datasets([pos, neg], weights=[0.5, 0.5],
                                                  seed=seed * 7919).batch(batch // chunk)
-  stream = datasets.train_dataset(x, y, strategy="oversample", batch_size=batch, chunk=chunk,
-                                  seed=seed, members=1)
+  stream = datasets.train_dataset(x, y, spec(strategy="oversample", batch_size=batch, chunk=chunk,
+                                  seed=seed, members=1))
   for idx, (features, labels) in zip(by_hand.take(6), _take(stream, 6)):
     idx = idx.numpy().reshape(-1)
     assert np.array_equal(features, x[idx]) and np.array_equal(labels, y[idx])

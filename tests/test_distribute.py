@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.builders import spec
 import contextlib
 import json
 import logging
@@ -68,7 +69,7 @@ def test_train_datasets_have_static_shapes(strategy):
   rng = np.random.default_rng(0)
   x = rng.standard_normal((500, 7)).astype(np.float32)
   y = (rng.random(500) < 0.1).astype(np.int64)
-  train = datasets.train_dataset(x, y, strategy=strategy, batch_size=64, chunk=16, seed=0)
+  train = datasets.train_dataset(x, y, spec(strategy=strategy, batch_size=64, chunk=16, seed=0))
   assert [s.shape.as_list() for s in train.element_spec] == [[64, 7], [64]]
 
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from engine import evaluation, export
 from engine.config import Config
-from engine.model import build_model
+from tests.builders import build_model, logits
 from input_pipeline import preprocessing
 from input_pipeline.errors import DataError
 from tests.conftest import small_frame

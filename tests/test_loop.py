@@ -13,6 +13,7 @@ from engine.config import Config
 from input_pipeline import preprocessing
 from input_pipeline.data import InMemoryData
 from input_pipeline.errors import DataError
+from tests.builders import logits
 from tests.conftest import read_json, small_frame
 
 CONFIG = Config(strategy="baseline", batch_size=128, learning_rate=1e-2, dropout=0.0,
@@ -62,7 +63,7 @@ def test_a_run_whose_monitor_never_improved_reports_its_last_weights(tmp_path, c
   y, p = scored["test"]
   x_test = run.data.splits.x_test
   np.testing.assert_allclose(
-      p, calibration.apply(evaluation.probabilities(run.state.evaluated_model(x_test).numpy()),
+      p, calibration.apply(evaluation.probabilities(logits(run.state.evaluated_model, x_test)),
                            run.trainer.calibration), atol=1e-6)
 
 
@@ -84,9 +85,9 @@ def test_an_improving_run_reports_its_best_epoch(tmp_path, ema):
   best_model.set_weights(best)
   # Calibrated by the fit on the best weights' validation scores.
   assert run.trainer.calibration == calibration.fit(*scored["validation"][:1], calibration.apply(
-      evaluation.probabilities(best_model(run.data.splits.x_val).numpy()), calibration.IDENTITY))
+      evaluation.probabilities(logits(best_model, run.data.splits.x_val)), calibration.IDENTITY))
   np.testing.assert_allclose(scored["test"][1], calibration.apply(
-      evaluation.probabilities(best_model(x_test).numpy()), run.trainer.calibration), atol=1e-6)
+      evaluation.probabilities(logits(best_model, x_test)), run.trainer.calibration), atol=1e-6)
 
 
 def test_colliding_serving_names_are_refused_before_anything_is_written(tmp_path):

@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 
 from engine.config import Config
-from engine.model import build_model, replica_dropout
+from engine.layers import replica_dropout
+from tests.builders import build_model, logits
 
 
 def test_shapes_bias_and_seeded_init():
@@ -11,12 +12,13 @@ def test_shapes_bias_and_seeded_init():
   model = build_model(config, num_features=5, output_bias=-3.0)
   assert [v.shape for v in model.trainable_variables] == [(1, 5, 8), (1, 8), (1, 8, 4), (1, 4),
                                                           (1, 4, 1), (1, 1)]
-  assert np.allclose(model.logit.bias.numpy(), -3.0)
+  assert np.allclose(model.output_bias.numpy(), -3.0)
   again = build_model(config, num_features=5, output_bias=-3.0)
   assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), again.get_weights()))
   other = build_model(config.replace(seed=1), num_features=5, output_bias=-3.0)
   assert not np.array_equal(model.get_weights()[0], other.get_weights()[0])
-  assert model(tf.zeros([7, 5])).shape == (1, 7)  # [members, rows]
+  assert model(tf.zeros([7, 5])).shape == (7, 1)  # [rows, members]
+  assert logits(model, tf.zeros([7, 5])).shape == (1, 7)  # member-major inside the engine
 
 
 def test_dropout_masks_depend_on_the_seed_only():

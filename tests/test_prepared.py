@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.builders import spec
 import json
 import os
 
@@ -179,7 +180,7 @@ def test_oversampled_stream_is_balanced_static_and_resumable(prepared_dir, monke
   _, _, out = prepared_dir
   data = prepared.PreparedData.open(out)
   kw = dict(strategy="oversample", batch_size=128, chunk=16, seed=3)
-  ds = data.train_dataset(**kw)
+  ds = data.train_dataset(spec(**kw))
   assert [s.shape.as_list() for s in ds.element_spec] == [[128, 29], [128]]
   batches = [(x.numpy(), y.numpy()) for x, y in ds.take(40)]
   # Each batch is 8 single-class chunks, each positive with probability 1/2: bound the share by
@@ -200,7 +201,7 @@ def test_oversampled_stream_is_balanced_static_and_resumable(prepared_dir, monke
                       for x, y in batches for c in range(8) if y[c * 16] == 0]
   assert np.mean(blocks_per_chunk) > 3
   # skip=k replays the seeded stream: a resumed run continues where it stopped.
-  resumed = next(iter(data.train_dataset(**kw, skip=5)))
+  resumed = next(iter(data.train_dataset(spec(**kw, skip=5))))
   np.testing.assert_array_equal(resumed[0].numpy(), batches[5][0])
   np.testing.assert_array_equal(resumed[1].numpy(), batches[5][1])
 
@@ -208,7 +209,7 @@ def test_oversampled_stream_is_balanced_static_and_resumable(prepared_dir, monke
 def test_an_ensembles_oversampled_stream_deals_chunks_to_its_members(prepared_dir):
   _, _, out = prepared_dir
   data = prepared.PreparedData.open(out)
-  ds = data.train_dataset(strategy="oversample", batch_size=3 * 64, chunk=16, seed=3, members=3)
+  ds = data.train_dataset(spec(strategy="oversample", batch_size=3 * 64, chunk=16, seed=3, members=3))
   assert [s.shape.as_list() for s in ds.element_spec] == [[192, 29], [192]]
   for x, y in ds.take(20).as_numpy_iterator():
     chunks = y.reshape(3, 4, 16)
@@ -226,7 +227,7 @@ def test_stream_reaches_every_training_row(prepared_dir, monkeypatch, buffer):
   data = prepared.PreparedData.open(out)
   x, _ = _decode(out, data.metadata["files"]["train"]["0"] + data.metadata["files"]["train"]["1"])
   assert len(x) == data.counts()["train"]["rows"]
-  ds = data.train_dataset(strategy="baseline", batch_size=200, chunk=16, seed=1)
+  ds = data.train_dataset(spec(strategy="baseline", batch_size=200, chunk=16, seed=1))
   seen = {row.tobytes() for b, _ in ds.take(100) for row in b.numpy()}
   assert seen == {row.tobytes() for row in x}
 
@@ -236,13 +237,13 @@ def test_input_pipelines_read_disjoint_shards(prepared_dir):
   data = prepared.PreparedData.open(out)
   seen = []
   for pipeline in (0, 1):
-    ds = data.train_dataset(strategy="baseline", batch_size=200, chunk=16, seed=0,
-                            pipeline_id=pipeline, num_pipelines=2)
+    ds = data.train_dataset(spec(strategy="baseline", batch_size=200, chunk=16, seed=0,
+                            pipeline_id=pipeline, num_pipelines=2))
     seen.append({tuple(row) for x, _ in ds.take(10) for row in x.numpy().round(5).tolist()})
   assert seen[0] and seen[1] and not seen[0] & seen[1]
   with pytest.raises(DataError, match="input pipeline 4 of 5 has no training rows"):
-    data.train_dataset(strategy="oversample", batch_size=128, chunk=16, seed=0, pipeline_id=4,
-                       num_pipelines=5)
+    data.train_dataset(spec(strategy="oversample", batch_size=128, chunk=16, seed=0, pipeline_id=4,
+                       num_pipelines=5))
 
 
 def test_predictions_score_every_row_of_a_split_once(prepared_dir):

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from engine import losses
+from engine import losses, strategies
 from engine.config import Config
 from engine.metrics import Metrics
-from engine.model import build_model, replica_dropout
+from engine.layers import replica_dropout
+from tests.builders import build_model, logits, spec
 from engine.step import make_train_loop
 from input_pipeline import datasets
 from tests.conftest import ROOT
@@ -29,10 +30,10 @@ def _setup(config, x, y):
   optimizer.build(model.trainable_variables)
   metrics = Metrics()
   loop = make_train_loop(model=model, optimizer=optimizer, strategy=strategy, metrics=metrics,
-                         class_weights=losses.class_weights(y, config.strategy),
+                         class_weights=strategies.get(config.strategy).class_weights(np.bincount(y), 0.5),
                          global_batch_size=config.batch_size, seed=config.seed)
-  ds = datasets.train_dataset(x, y, strategy=config.strategy, batch_size=config.batch_size,
-                              chunk=config.oversample_chunk, seed=config.seed)
+  ds = datasets.train_dataset(x, y, spec(strategy=config.strategy, batch_size=config.batch_size,
+                              chunk=config.oversample_chunk, seed=config.seed))
   return model, optimizer, metrics, loop, iter(ds)
 
 
@@ -88,7 +89,7 @@ def test_class_weights_weigh_each_example_by_its_own_class():
                          metrics=metrics, class_weights=weights, global_batch_size=8,
                          seed=0)
   batch = (tf.constant(x), tf.constant(y, tf.int32))
-  per_example = losses.per_example_loss(y[None], model(x)).numpy()[0]
+  per_example = losses.per_example_fn("bce")(tf.cast(y[None], tf.float32), logits(model, x)).numpy()[0]
   loop(_SameBatch(batch), tf.constant(1))
   expected = float(np.mean(per_example * weights[y]))
   assert metrics.result()["loss"] == pytest.approx(expected, rel=1e-5)
@@ -105,7 +106,7 @@ def _trained(jit_compile: bool, steps: int = 200):
   loop = make_train_loop(model=model, optimizer=optimizer, strategy=tf.distribute.get_strategy(),
                          metrics=metrics, class_weights=np.ones(2, np.float32),
                          global_batch_size=256, seed=3, jit_compile=jit_compile)
-  it = iter(datasets.train_dataset(x, y, strategy="baseline", batch_size=256, chunk=64, seed=3))
+  it = iter(datasets.train_dataset(x, y, spec(strategy="baseline", batch_size=256, chunk=64, seed=3)))
   loop(it, tf.constant(steps))
   metrics.reset()
   loop(it, tf.constant(20))
@@ -131,7 +132,7 @@ def test_the_compiled_step_draws_masks_alike_and_trains_like_the_plain_one():
     assert abs(ra[name] - rb[name]) <= 2
   x_eval, y_eval = _separable(2000, seed=1)
   from sklearn.metrics import roc_auc_score
-  assert roc_auc_score(y_eval, a(x_eval).numpy()[0]) > 0.98
+  assert roc_auc_score(y_eval, logits(a, x_eval)[0]) > 0.98
   # Both count every example of the last 20 steps.
   assert ra["tp"] + ra["fp"] + ra["tn"] + ra["fn"] == rb["tp"] + rb["fp"] + rb["tn"] + rb["fn"]
 
@@ -172,7 +173,7 @@ def test_the_moving_average_follows_the_weights_step_by_step():
   model, optimizer, _, _, it = _setup(config, x, y)
   average = build_model(config, num_features=6, output_bias=0.0)
   loop = make_train_loop(model=model, optimizer=optimizer, strategy=tf.distribute.get_strategy(),
-                         metrics=Metrics(), class_weights=losses.class_weights(y, "oversample"),
+                         metrics=Metrics(), class_weights=np.ones(2, np.float32),
                          global_batch_size=128, seed=0, average=average, ema_momentum=0.9)
   expected = None
   for _ in range(6):
@@ -187,10 +188,10 @@ def test_the_moving_average_follows_the_weights_step_by_step():
 
 MIRRORED_AVERAGE = """
 import numpy as np, tensorflow as tf
-from engine import distribute, losses
+from engine import distribute
 from engine.config import Config
 from engine.metrics import Metrics
-from engine.model import build_model
+from tests.builders import build_model, logits, spec
 from engine.step import make_train_loop
 from input_pipeline import datasets
 distribute.split_cpu(2)
@@ -209,7 +210,7 @@ loop = make_train_loop(model=model, optimizer=optimizer, strategy=strategy, metr
                        class_weights=np.ones(2, np.float32), global_batch_size=128, seed=0,
                        average=average, ema_momentum=0.8)
 it = iter(strategy.experimental_distribute_dataset(
-    datasets.train_dataset(x, y, strategy="baseline", batch_size=256, chunk=64, seed=0)))
+    datasets.train_dataset(x, y, spec(strategy="baseline", batch_size=256, chunk=64, seed=0))))
 expected = None
 for _ in range(5):
   loop(it, tf.constant(1))

@@ -5,12 +5,13 @@ import pytest
 import tensorflow as tf
 from sklearn import metrics as skm
 
-from engine import calibration, evaluation, losses
+from engine import calibration, evaluation, strategies
 from engine import state as train_state
 from engine.config import Config
 from engine.trainer import Trainer
 from input_pipeline import preprocessing
 from input_pipeline.data import InMemoryData
+from tests.builders import logits
 from tests.conftest import small_frame
 
 
@@ -20,8 +21,9 @@ def _trainer(strategy_name="baseline", **overrides):
   data = InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
   strategy = tf.distribute.get_strategy()
   state = train_state.create(
-      config, num_features=data.num_features, strategy=strategy,
-      output_bias=losses.initial_bias(data.class_counts(), config.strategy))
+      config, layout=data.layout(config.seed), strategy=strategy,
+      output_bias=strategies.get(config.strategy).initial_bias(data.class_counts(),
+                                                               config.positive_fraction))
   return Trainer(config, data, state, strategy), data, state
 
 
@@ -59,7 +61,7 @@ def test_evaluate_scores_a_split_once_for_streaming_and_exact_metrics():
   assert not {"auc_exact", "prc_exact"} & set(metrics)
   # The probabilities are the trained model's own, and the streaming counts follow them.
   x = data.splits.x_val
-  raw = evaluation.probabilities(state.evaluated_model(x, training=False).numpy())
+  raw = evaluation.probabilities(logits(state.evaluated_model, x))
   # Calibrated by a fit on this very pass (engine/calibration.py), ranking kept.
   assert trainer.calibration == calibration.fit(labels, raw)
   assert trainer.calibration.method == "platt"
@@ -75,7 +77,7 @@ def test_evaluate_scores_a_split_once_for_streaming_and_exact_metrics():
   test, test_labels, test_probs, _ = trainer.evaluate("test")
   assert trainer.calibration == fitted  # The test split uses validation's fit.
   np.testing.assert_allclose(test_probs, calibration.apply(evaluation.probabilities(
-      state.evaluated_model(data.splits.x_test, training=False).numpy()), fitted), atol=1e-6)
+      logits(state.evaluated_model, data.splits.x_test)), fitted), atol=1e-6)
   assert set(test) == set(metrics)
   assert test["tp"] + test["fn"] == data.counts()["test"]["positives"]
 
@@ -86,7 +88,7 @@ def test_calibration_prior_keeps_the_prior_corrected_scores():
   _, _, probs, _ = trainer.evaluate("validation")
   assert trainer.calibration == calibration.IDENTITY
   np.testing.assert_array_equal(probs, evaluation.probabilities(
-      state.evaluated_model(data.splits.x_val, training=False).numpy(), trainer.logit_shift))
+      logits(state.evaluated_model, data.splits.x_val), trainer.logit_shift))
 
 
 def test_with_a_moving_average_the_average_is_scored_not_the_weights():
@@ -96,9 +98,9 @@ def test_with_a_moving_average_the_average_is_scored_not_the_weights():
   _, _, probs, _ = trainer.evaluate("validation")
   x = data.splits.x_val
   average = calibration.apply(evaluation.probabilities(
-      state.average_model(x, training=False).numpy()), trainer.calibration)
+      logits(state.average_model, x)), trainer.calibration)
   weights = calibration.apply(evaluation.probabilities(
-      state.model(x, training=False).numpy()), trainer.calibration)
+      logits(state.model, x)), trainer.calibration)
   np.testing.assert_allclose(probs, average, rtol=0, atol=1e-6)
   assert np.abs(average - weights).max() > 1e-3  # The two differ, so the test can tell.
   assert "average_model" in state.checkpointed()
@@ -119,10 +121,11 @@ def test_an_ensemble_trains_its_members_on_their_own_rows_in_one_step():
   metrics, labels, probs, members = trainer.evaluate("validation")
   assert len(members) == 3
   # The ensemble's probability is the mean of its members' probabilities, calibrated.
-  logits = state.model(data.splits.x_val).numpy()
+  member_logits = logits(state.model, data.splits.x_val)
   np.testing.assert_allclose(probs, calibration.apply(
-      evaluation.member_probabilities(logits).mean(axis=0), trainer.calibration), atol=1e-6)
+      evaluation.member_probabilities(member_logits).mean(axis=0), trainer.calibration),
+      atol=1e-6)
   for k in range(3):
-    p_k = evaluation.member_probabilities(logits)[k]
+    p_k = evaluation.member_probabilities(member_logits)[k]
     assert members[k]["prc"] == pytest.approx(skm.average_precision_score(labels, p_k),
                                               abs=1e-6)

@@ -12,7 +12,7 @@ import pytest
 
 from engine import evaluation, export
 from engine.config import Config
-from engine.model import build_model
+from tests.builders import build_model, logits
 from input_pipeline import columns, preprocessing
 from tests.conftest import read_json, run_main
 from tests.test_bad_input import _snapshot
