@@ -14,9 +14,9 @@ def class_weights(counts, strategy: str, positive_fraction: float = 0.5) -> np.n
   `class_weight`: the positives carry `positive_fraction` q of the total weight and the
   negatives 1 - q: w_pos = q * total / pos, w_neg = (1 - q) * total / neg, so the loss keeps the
   scale of the unweighted one. q = 1/2 is the classic total / (2 * count); a smaller q weighs
-  the few positives less heavily (each of the credit-card set's 315 training frauds counts ~3x
-  a legitimate row at the default q = 0.005, ~580x at 1/2), which is what the oversampled
-  stream's positive fraction does by drawing. Otherwise 1 for both.
+  the few positives less heavily (a positive counts (q / (1 - q)) * (neg / pos) legitimate
+  rows: a few at the default q = 0.005 on the credit-card set, hundreds at 1/2), which is what
+  the oversampled stream's positive fraction does by drawing. Otherwise 1 for both.
   """
   if strategy != "class_weight":
     return np.ones(2, np.float32)

@@ -85,7 +85,7 @@ class InMemoryData(Data):
   def predictions(self, split, scorer):
     import tensorflow as tf
     x, y = self._arrays[split]
-    # Made once: validation is scored every epoch, and converting 45k rows costs ~1 ms a time.
+    # Made once: validation is scored every epoch, and converting its rows each time is waste.
     if split not in self._tensors:
       self._tensors[split] = tf.constant(x, tf.float32)
     return np.asarray(y, np.int64), scorer(self._tensors[split])

@@ -1,11 +1,13 @@
 """The in-memory splits, read in a second process while this one imports TensorFlow.
 
-Importing TensorFlow takes ~3.5 s on a 2-core machine, and reading, validating, cleaning and
-splitting the credit-card CSV ~1.5 s more; neither needs the other, and both are mostly
-single-threaded. A thread does not overlap them: both hold the GIL most of the time (measured:
-the two took as long side by side as one after the other). A process does. So main.py starts
+Importing TensorFlow and reading, validating, cleaning and splitting the credit-card CSV are
+the two longest parts of a short run's start; neither needs the other, and both are mostly
+single-threaded. A thread does not overlap them: both hold the GIL most of the time (the two
+took as long side by side as one after the other). A process does. So main.py starts
 `BackgroundLoad` before it imports TensorFlow, and the training loop takes the splits from it
-(~40 MB of arrays, pickled through a pipe in ~50 ms).
+(the arrays, pickled through a pipe: small next to either).
+
+(BUILD.md, "End-to-end wall time", has the figures.)
 
 The child runs exactly `load_splits`, the function the loop calls in-process otherwise: same
 code, same result. Its log lines are collected and replayed here, in order, and its errors
@@ -72,7 +74,7 @@ class BackgroundLoad:
   def __init__(self, config):
     self.config = config
     # spawn, not fork: a fresh interpreter is safe on every platform whatever this process
-    # holds; its start-up (~0.5 s with numpy and pandas) is hidden behind TensorFlow's import.
+    # holds; its start-up (numpy and pandas) is hidden behind TensorFlow's longer import.
     context = multiprocessing.get_context("spawn")
     self._conn, child_conn = context.Pipe(duplex=False)
     self._process = context.Process(target=_child, args=(config, child_conn), daemon=True,
