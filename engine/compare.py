@@ -19,7 +19,7 @@ import os
 
 from engine import loop, run_dir
 from engine.config import STRATEGIES, Config
-from input_pipeline.data import open_data
+from input_pipeline.loading import open_data
 
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
