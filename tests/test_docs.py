@@ -91,9 +91,9 @@ def documented_commands() -> list[tuple[str, list[str]]]:
 def flag_names(flag_values) -> set[str]:
   """Every name a command line may use: --name, and --noname for booleans."""
   names = set()
-  for name, flag in flag_values._flags().items():
+  for name in flag_values:
     names.add(name)
-    if flag.boolean:
+    if flag_values[name].boolean:
       names.add("no" + name)
   return names
 
