@@ -45,10 +45,15 @@ flags.DEFINE_string("model", "mlp", "The model family: the module engine/models/
 flags.DEFINE_string("loss", "bce", "The loss: the module engine/losses/NAME.py (bce: binary "
                     "cross-entropy; focal: the focal loss).")
 flags.DEFINE_enum("strategy", "oversample", ["baseline", "class_weight", "oversample", "all"],
-                  "How to handle the class imbalance: plain training (`baseline`), per-class "
-                  "loss weights total/(2*count) (`class_weight`), balanced batches drawn with "
-                  "sample_from_datasets (`oversample`), or `all` three from the same initial "
-                  "weights in <model_dir>/<strategy>, compared in <model_dir>/comparison.md.")
+                  "How to handle the class imbalance. baseline: the natural stream, unweighted "
+                  "loss, output bias log(pos/neg). class_weight: the natural stream, per-class "
+                  "loss weights giving the positives --positive_fraction q of the total weight "
+                  "(q=0.5 is the classic total/(2*count)). oversample: batches of single-class "
+                  "chunks drawn by sample_from_datasets, positive with probability "
+                  "--positive_fraction. Both start from the bias log(q/(1-q)) and have their "
+                  "scores shifted back to the real fraud rate. all: the three from the same "
+                  "initial weights in <model_dir>/<strategy>, compared in "
+                  "<model_dir>/comparison.md.")
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and results. Default: "
                     "runs/<strategy>. Running again on it resumes.")
 flags.DEFINE_string("export_dir", None, "--mode=predict/evaluate: the exported model, "

@@ -2,7 +2,7 @@
 
 `engine.config` imports no TensorFlow, and neither does importing this package: the names from
 engine.loop load on first use (PEP 562). main.py builds its config and starts reading the data
-while TensorFlow is still importing (~3 s).
+while TensorFlow is still importing, the longest part of its start-up.
 """
 
 from engine.config import Config, ConfigError

@@ -3,8 +3,8 @@
 The prior correction (engine/losses.py `logit_shift`) undoes the class shift of oversampling and
 class weights exactly only when the model fits its training distribution, and a model stopped
 early on a few hundred frauds does not: on the credit-card set the corrected scores of the
-oversampled model sat too low (the fit below adds 1.5-3.0 to their logit on split seeds 0-2)
-and its test log loss was 1.21x the baseline's (BUILD.md "Calibrated probabilities"). Platt
+oversampled model sat too low (the fit below adds to their logit) and its test log loss was
+above the baseline's (BUILD.md "Calibrated probabilities" has the figures). Platt
 scaling fits two numbers on the validation split,
 
     probability = sigmoid(scale * logit(p) + offset)
@@ -22,7 +22,8 @@ import dataclasses
 
 import numpy as np
 
-# Newton's method on two parameters converges in under ten steps on this data (measured 3-8).
+# Newton's method on two parameters converges in a handful of steps; the cap only bounds a fit
+# that would not converge (reported as such, the scores left prior-corrected).
 MAX_STEPS = 50
 TOLERANCE = 1e-9
 
@@ -62,8 +63,8 @@ def fit(labels: np.ndarray, probabilities: np.ndarray) -> Calibration:
   positives, negatives = int(y.sum()), int((~y).sum())
   if positives == 0 or negatives == 0:
     return dataclasses.replace(IDENTITY, why="the validation split holds only one class")
-  # A score of exactly 0 or 1 (float64 saturates at |logit| ~ 37 and 745) keeps its place at
-  # the end of the scale: clipped to the largest finite logit a float64 score can have.
+  # A score of exactly 0 or 1 keeps its place at the end of the scale: clipped to the largest
+  # finite logit a float64 score can have (float64 saturates near 1 sooner than near 0).
   z = np.clip(logits(probabilities), -745.0, 37.0)
   target = np.where(y, (positives + 1.0) / (positives + 2.0), 1.0 / (negatives + 2.0))
 
@@ -77,8 +78,8 @@ def fit(labels: np.ndarray, probabilities: np.ndarray) -> Calibration:
   for _ in range(MAX_STEPS):
     p = 0.5 * (1.0 + np.tanh(0.5 * (params[0] * z + params[1])))  # The sigmoid, no overflow.
     g, w = p - target, p * (1.0 - p)
-    # Sums of products, not `@`: a BLAS dot of two 45k vectors measured 8 ms against 0.1 ms
-    # when the BLAS threads compete with TensorFlow's for two cores.
+    # Sums of products, not `@`: a BLAS dot spins up BLAS threads that compete with
+    # TensorFlow's for the cores, and on a small CPU it cost far more than the sums.
     wz = w * z
     grad = np.array([np.sum(g * z), np.sum(g)])
     hess = np.array([[np.sum(wz * z), np.sum(wz)], [np.sum(wz), np.sum(w)]])

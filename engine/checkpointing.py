@@ -8,9 +8,10 @@ The best weights are a second copy of the model's variables, updated in memory w
 improves, and part of the training state. So the latest checkpoint always holds the very best
 weights its early-stopping state refers to, and `best/` is written with it. The latest state is
 written at the end of an epoch once `interval_seconds` have passed since the last write, at the
-end of training, and on SIGTERM. Writing two checkpoints every epoch cost ~25 ms an epoch on
-a 2-core CPU, as much as the oversample strategy's 20 training steps; a run killed without
-warning resumes from the last write instead (the stream replays exactly from any step).
+end of training, and on SIGTERM. Writing two checkpoints every epoch cost about as much as
+the epoch's training steps on a small CPU (an epoch is a few dozen short steps); a run killed
+without warning resumes from the last write instead (the stream replays exactly from any
+step).
 
 `tf.train.CheckpointManager` writes the data and index files first and the `checkpoint` state
 file last, so a crash mid-write leaves the previous checkpoint named as the latest. Restoring

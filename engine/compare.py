@@ -6,8 +6,9 @@
   <model_dir>/comparison.md        the same, as a table
 
 As in TensorFlow's imbalanced-data tutorial, the initial weights are saved once and loaded by
-each run, and each run then sets its own output bias (log(pos/neg), or 0 for the balanced
-oversampled stream). Same seed means the same split; so the runs differ only in the strategy.
+each run, and each run then sets its own output bias (engine/losses.py `initial_bias`:
+log(pos/neg) for `baseline`, log(p/(1-p)) with p = `positive_fraction` for `oversample` and
+`class_weight`). Same seed means the same split; so the runs differ only in the strategy.
 Running again resumes every run that has not finished.
 """
 
@@ -18,7 +19,7 @@ import os
 
 from engine import loop, run_dir
 from engine.config import STRATEGIES, Config
-from input_pipeline.data import open_data
+from input_pipeline.loading import open_data
 
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
@@ -110,7 +111,7 @@ def _rule(th: dict) -> tuple[str, str]:
 
 
 def console_summary(comparison: dict) -> str:
-  """The comparison in a few lines of at most ~100 characters (comparison.md has every column)."""
+  """The comparison in a few lines that fit a 100-column terminal (comparison.md has all)."""
   _, ranked = _rule(next(iter(comparison.values()))["threshold"])
   lines = [f"Ranked by {ranked} (test figures at t):"]
   for s, c in sorted(comparison.items(), key=lambda kv: kv[1]["rank_on_validation"]):

@@ -25,9 +25,10 @@ MONITORABLE = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall"
 
 # An epoch is an evaluation interval, not a pass over the data: 50 steps for every strategy.
 # The oversampled stream draws with replacement, so a pass means nothing for it; and at the
-# default batch of 512 a pass over the credit-card training split is ~350 steps, while the
-# models are best after 500-2000 steps (BUILD.md, "Model quality"): early stopping needs to look
-# every few dozen steps, and scoring the validation split every 50 keeps that cheap.
+# default batch a pass over the credit-card training split is a few hundred steps, while the
+# models are best after a few passes' worth (BUILD.md, "Why an epoch is 50 steps"): early
+# stopping needs to look every few dozen steps, and scoring the validation split every 50 keeps
+# that cheap.
 DEFAULT_STEPS_PER_EPOCH = 50
 
 
@@ -105,8 +106,8 @@ class Config:
   steps_per_epoch: int | None = None
   steps_per_loop: int = 100
   eval_batch_size: int = 8192
-  # XLA for the training step and the scoring: "auto" (what measured faster on the device
-  # type, engine/distribute.py), "true" or "false".
+  # XLA for the training step and the scoring: "auto" (engine/distribute.py's choice for the
+  # device type, from the benchmarks in BUILD.md), "true" or "false".
   jit_compile: str = "auto"
   deterministic: bool = False
 

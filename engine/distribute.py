@@ -31,10 +31,8 @@ def split_cpu(n: int) -> None:
 
 # Small CPUs train faster with one intra-op thread: the steps' ops are too small to gain from
 # splitting, and the split threads take the cores the input stream needs (benchmarks/
-# throughput.py on 2 cores, BUILD.md "Performance", two runs each: the engine's CPU default,
-# no XLA, 2.48-2.50M examples/s with one thread against 1.67-1.84M with TensorFlow's default of
-# one per core; an ensemble of 8 4.71M against 3.83M member-examples/s; the Keras anchor
-# unchanged). Larger machines keep TensorFlow's default: not measured here.
+# throughput.py on 2 cores, figures in BUILD.md "Performance": one model and ensembles alike).
+# Larger machines keep TensorFlow's default: nobody has benchmarked them for this engine.
 SMALL_CPU_CORES = 2
 
 
@@ -74,13 +72,12 @@ def set_intra_op_threads(config: Config) -> None:
     logging.info("Intra-op threads: TensorFlow's default (%s)", why)
 
 
-# XLA where it measured faster, by device type (benchmarks/throughput.py, BUILD.md "Performance").
-# On this project's 2-core CPU the compiled step trained 0.96-1.29x the plain one's rate at
-# batch 2048, and the headline command (batch 512) took 7.8 s with it against 6.9-7.3 s
-# without: not worth a compiler on CPU. Nor for ensembles there: 8 default members trained in
-# about the same time either way, 8 members of 256x256 took 1.6-1.7x as long with XLA (2.6x
-# before the 16-bit dropout masks). On GPUs and TPUs XLA is how a step of many small ops
-# becomes a few kernels.
+# XLA where the benchmarks found it faster, by device type (benchmarks/throughput.py, figures
+# in BUILD.md "Performance"). On a small CPU the compiled step trains at about the plain one's
+# rate, and the headline command is slower with it (the compile is not paid back): not worth a
+# compiler on CPU. Nor for ensembles there: default members gain nothing, and wide members
+# (256x256) train slower with XLA, whose CPU code for the larger matmuls loses what fusing the
+# small ops wins. On GPUs and TPUs XLA is how a step of many small ops becomes a few kernels.
 XLA_BY_DEVICE = {"CPU": False, "GPU": True, "TPU": True}
 
 
@@ -187,7 +184,7 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
 
   One all-reduce of a constant. Used before the chief writes anything (so other workers copy the
   run state first) and before exit: a worker that leaves while another is still in a collective
-  makes that one wait for the coordination service's ~15 s timeout.
+  makes that one wait for the coordination service's timeout.
   """
   if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 
 # The counter-based generator of the dropout masks: Philox, whatever the device and mode. Under
-# XLA on CPU, TensorFlow's default choice compiled to code ~13x slower than Philox's
-# (benchmarks, BUILD.md "Performance"): that, not XLA, made the compiled step slow.
+# XLA on CPU, TensorFlow's default choice compiled to code many times slower than Philox's
+# (BUILD.md "Performance"): that, not XLA, made the compiled step slow.
 DROPOUT_RNG = "philox"
 # Each mask entry is a 16-bit uniform draw, two to one 32-bit word of Philox: half the random
 # words of a float mask, and no conversion to float. The rate is rounded to a multiple of

@@ -27,7 +27,8 @@ from engine.config import DEFAULT_STEPS_PER_EPOCH, Config, ConfigError
 from engine.summaries import Summaries
 from engine.trainer import Trainer
 from engine.write_guard import guard
-from input_pipeline.data import Data, open_data
+from input_pipeline.data import Data
+from input_pipeline.loading import open_data
 
 
 class NumericalError(RuntimeError):

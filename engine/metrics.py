@@ -40,8 +40,8 @@ class Metrics:
     }
 
     # Compiled once: eagerly, reading the two 200-threshold AUCs and resetting the ten metrics
-    # are hundreds of small ops, ~25 ms and ~9 ms per call against ~4 ms and ~1 ms compiled. The
-    # loop reads and resets two sets every 20-step epoch, longer than the 20 steps themselves.
+    # are hundreds of small ops, each paying Python's per-op overhead. The loop reads and resets
+    # two sets every epoch, and eagerly that took longer than the epoch's training steps.
     self._result = tf.function(self._result_tensors, autograph=False)
     self._reset = tf.function(self._reset_states, autograph=False)
     self._update_probabilities = tf.function(

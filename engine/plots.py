@@ -19,8 +19,8 @@ def _figure():
   matplotlib.use("Agg")  # Before pyplot: never try to open a window on a server.
   from matplotlib import pyplot as plt
   fig = plt.figure(figsize=(4.5, 4), dpi=80)
-  # Fixed margins that fit these labels: `tight_layout` measured every tick label and took
-  # half of the ~0.4 s the four pictures cost at the end of each run.
+  # Fixed margins that fit these labels: `tight_layout` sizes every tick label, and that was
+  # the larger part of what the four pictures cost at the end of each run.
   fig.subplots_adjust(left=0.16, right=0.94, bottom=0.13, top=0.91)
   return plt, fig
 
@@ -28,7 +28,7 @@ def _figure():
 def _rgb(plt, fig) -> np.ndarray:
   # The Agg canvas's pixels, not a PNG: TensorBoard's image summary encodes its own PNG, and
   # matplotlib's PNG writer goes through PIL, whose first save imports every image plugin
-  # (~0.2 s of a ~8 s run).
+  # (a visible share of a short run's wall time).
   fig.canvas.draw()
   rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
   plt.close(fig)
@@ -37,7 +37,7 @@ def _rgb(plt, fig) -> np.ndarray:
 
 def confusion_matrix(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
                      title: str) -> np.ndarray:
-  """The 2x2 counts at `threshold`, with a log colour scale (fraud is ~0.2% of rows)."""
+  """The 2x2 counts at `threshold`, with a log colour scale (fraud is a tiny share of rows)."""
   plt, fig = _figure()
   y = np.asarray(labels).astype(int)
   pred = (np.asarray(probabilities) >= threshold).astype(int)
@@ -58,7 +58,7 @@ def confusion_matrix(labels: np.ndarray, probabilities: np.ndarray, threshold: f
 
 
 def roc_curve(labels: np.ndarray, probabilities: np.ndarray, title: str) -> np.ndarray:
-  """ROC with a log false-positive axis: the interesting part is FPR < 1%."""
+  """ROC with a log false-positive axis: the interesting part is the lowest FPRs (< 0.01)."""
   plt, fig = _figure()
   fpr, tpr, _ = skm.roc_curve(labels, probabilities)
   ax = fig.add_subplot()

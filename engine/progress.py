@@ -23,7 +23,7 @@ def eta_seconds(*, epochs_done: int, epochs_total: int, seconds_so_far: float) -
 
 def format_duration(seconds: float) -> str:
   """'42s', '3m05s', '1h02m'; '?' when unknown."""
-  if seconds != seconds or seconds < 0:  # NaN: nothing measured yet.
+  if seconds != seconds or seconds < 0:  # NaN: nothing timed yet.
     return "?"
   s = int(round(seconds))
   if s < 60:
@@ -41,8 +41,9 @@ def _rate(examples_per_second: float) -> str:
 
 def epoch_line(*, epoch: int, train: dict, validation: dict, eta_seconds: float, status: str,
                extra: str = "prc") -> str:
-  """One epoch in ~90 characters: the training loss, the validation loss and exact PR-AUC
-  (and the monitored metric if it is another), speed, ETA, and whether the epoch was the best.
+  """One epoch in one line of a 100-column terminal: the training loss, the validation loss
+  and exact PR-AUC (and the monitored metric if it is another), speed, ETA, and whether the
+  epoch was the best.
 
   Names are the TensorBoard tags of the `train` and `validation` runs; `prc` is exact.
   """

@@ -49,8 +49,8 @@ class Summaries:
 
     The Summary protobuf is built on the host (TensorBoard's `scalar_pb`: the same float32
     tensor and scalar-plugin metadata `tf.summary.scalar` writes) and written with one op.
-    Eagerly, one `tf.summary.scalar` op per value cost ~5 ms per call, twice per epoch: a
-    third as long as an oversampling epoch's 20 training steps.
+    Eagerly, one `tf.summary.scalar` op per value, twice per epoch, cost a sizeable fraction
+    of the epoch's training time.
     """
     if not self.enabled:
       return

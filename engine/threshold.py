@@ -80,9 +80,9 @@ def for_cost(labels: np.ndarray, probabilities: np.ndarray, *, fp_cost: float,
   return float(thresholds[int(np.argmin(costs))])
 
 
-# A threshold past either bound is still reported, but called out: at a fraud rate of ~0.2%, a
-# precision under 1% means more than 99 alerts per fraud caught, and flagging more than 5% of
-# rows is a review queue no team staffs.
+# A threshold past either bound is still reported, but called out: at a fraud rate of a
+# fraction of a percent, a precision under PRECISION_FLOOR means more than 99 alerts per fraud
+# caught, and flagging more than FLAGGED_CEILING of the rows is a review queue no team staffs.
 PRECISION_FLOOR = 0.01
 FLAGGED_CEILING = 0.05
 

@@ -4,18 +4,16 @@ The engine sees only `Data`: the fitted preprocessing, the split counts, an infi
 stream per input pipeline, and the (labels, logits) of a whole split for evaluation. Two
 implementations: `InMemoryData` (splits of a CSV read into memory, below) and
 `prepared.PreparedData` (TFRecord shards written by `--mode=prepare`, streamed).
-`open_data(config)` picks the one the config names.
+`loading.open_data(config)` picks the one the config names: it lives there, not here, so this
+interface imports none of its implementations.
 """
 
 from __future__ import annotations
 
 import abc
-import logging
 from typing import Callable
 
 import numpy as np
-
-from input_pipeline.errors import DataError
 
 SPLITS = ("train", "validation", "test")
 
@@ -87,36 +85,8 @@ class InMemoryData(Data):
   def predictions(self, split, scorer):
     import tensorflow as tf
     x, y = self._arrays[split]
-    # Made once: validation is scored every epoch, and converting 45k rows costs ~1 ms a time.
+    # Made once: validation is scored every epoch, and converting its rows each time is waste.
     if split not in self._tensors:
       self._tensors[split] = tf.constant(x, tf.float32)
     return np.asarray(y, np.int64), scorer(self._tensors[split])
 
-
-def open_data(config, preloaded=None) -> Data:
-  """The data the config names: a prepared directory (`--prepared_dir`), or splits in memory.
-
-  Args:
-    config: the run's config.
-    preloaded: optional; returns the in-memory (splits, description) in place of
-      `loading.load_splits(config)`, e.g. `loading.BackgroundLoad(config).result`.
-
-  Raises:
-    DataError: data that cannot be used, or a batch larger than the training split.
-  """
-  if config.prepared_dir:
-    from input_pipeline import prepared
-    data = prepared.PreparedData.open(config.prepared_dir, config.label_column)
-  else:
-    from input_pipeline import loading
-    splits, description = preloaded() if preloaded else loading.load_splits(config)
-    data = InMemoryData(splits, description)
-  logging.info("Data: %s", data.description)
-  for name, c in data.counts().items():
-    logging.info("  %-10s %7d rows, %4d positives (%.3f%%)", name, c["rows"], c["positives"],
-                 100.0 * c["positives"] / max(1, c["rows"]))
-  n_train = data.counts()["train"]["rows"]
-  if config.batch_size > n_train:
-    raise DataError(f"--batch_size={config.batch_size} is larger than the training split "
-                    f"({n_train} rows)")
-  return data

@@ -7,10 +7,11 @@ the rows themselves are gathered once per batch from in-memory tensors.
 
 `oversample` keeps `tf.data.Dataset.sample_from_datasets` as the mechanism that balances the
 classes, but it mixes chunks of `oversample_chunk` rows of one class rather than single rows.
-Element-wise mixing costs tens of microseconds per row in tf.data and capped the tutorial's
-pipeline at ~20k rows/s on 2 cores; mixing chunks of 64 does the same draw 64x less often. Each
-chunk is all-positive or all-negative with probability 1/2, so the positive share of a batch is
-0.5 on average (the per-batch spread grows with the chunk size; tests check both).
+Element-wise mixing pays tf.data's per-element overhead for every row and capped the tutorial's
+pipeline far below the training step's rate; mixing chunks does the same draw once per chunk.
+Each chunk is all-positive with probability `positive_fraction` p and all-negative otherwise,
+so the positive share of a batch is p on average (the per-batch spread grows with the chunk
+size; tests check both).
 
 An ensemble's element holds its K members' batches one after the other. Each draw then takes
 K chunks' worth of rows of one class at once and deals them out, a chunk to each member: the
@@ -139,9 +140,9 @@ def finish(ds: tf.data.Dataset, *, skip: int, map_fn=None) -> tf.data.Dataset:
 
   tf.data's default `map_parallelization` rewrite makes every map parallel, including the
   per-draw map inside `sample_from_datasets` and the per-pass shuffle: each draw then hops
-  threads, which costs more than the draw itself. Off, the stream ran 2-5x faster on 2 cores
-  (benchmarks/throughput.py); the maps worth parallelising (the gather of rows, the decode of
-  records) ask for it themselves.
+  threads, which costs more than the draw itself. Off, the stream runs several times faster on
+  a small CPU (benchmarks/throughput.py, BUILD.md); the maps worth parallelising (the gather of
+  rows, the decode of records) ask for it themselves.
   """
   if skip:
     ds = ds.skip(skip)

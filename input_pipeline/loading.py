@@ -1,11 +1,17 @@
-"""The in-memory splits, read in a second process while this one imports TensorFlow.
+"""The run's data: `open_data(config)`, and the in-memory splits read in a second process.
 
-Importing TensorFlow takes ~3.5 s on a 2-core machine, and reading, validating, cleaning and
-splitting the credit-card CSV ~1.5 s more; neither needs the other, and both are mostly
-single-threaded. A thread does not overlap them: both hold the GIL most of the time (measured:
-the two took as long side by side as one after the other). A process does. So main.py starts
+`open_data` turns the config into the `data.Data` the engine trains on: a prepared directory
+(`prepared.PreparedData`), or the splits of a CSV in memory (`data.InMemoryData`). It lives here,
+below the interface, so that `data.py` imports none of its implementations.
+
+Importing TensorFlow and reading, validating, cleaning and splitting the credit-card CSV are
+the two longest parts of a short run's start; neither needs the other, and both are mostly
+single-threaded. A thread does not overlap them: both hold the GIL most of the time (the two
+took as long side by side as one after the other). A process does. So main.py starts
 `BackgroundLoad` before it imports TensorFlow, and the training loop takes the splits from it
-(~40 MB of arrays, pickled through a pipe in ~50 ms).
+(the arrays, pickled through a pipe: small next to either).
+
+(BUILD.md, "End-to-end wall time", has the figures.)
 
 The child runs exactly `load_splits`, the function the loop calls in-process otherwise: same
 code, same result. Its log lines are collected and replayed here, in order, and its errors
@@ -20,6 +26,8 @@ import multiprocessing
 import os
 
 from input_pipeline import preprocessing, sources
+from input_pipeline.data import Data, InMemoryData
+from input_pipeline.errors import DataError
 
 
 def load_splits(config) -> tuple[preprocessing.Splits, str]:
@@ -72,7 +80,7 @@ class BackgroundLoad:
   def __init__(self, config):
     self.config = config
     # spawn, not fork: a fresh interpreter is safe on every platform whatever this process
-    # holds; its start-up (~0.5 s with numpy and pandas) is hidden behind TensorFlow's import.
+    # holds; its start-up (numpy and pandas) is hidden behind TensorFlow's longer import.
     context = multiprocessing.get_context("spawn")
     self._conn, child_conn = context.Pipe(duplex=False)
     self._process = context.Process(target=_child, args=(config, child_conn), daemon=True,
@@ -121,3 +129,31 @@ def start(config) -> BackgroundLoad | None:
   except OSError as e:  # e.g. no process may be started here: load in-process instead.
     logging.warning("Cannot start a background data load (%s); loading in this process", e)
     return None
+
+
+def open_data(config, preloaded=None) -> Data:
+  """The data the config names: a prepared directory (`--prepared_dir`), or splits in memory.
+
+  Args:
+    config: the run's config.
+    preloaded: optional; returns the in-memory (splits, description) in place of
+      `load_splits(config)`, e.g. `BackgroundLoad(config).result`.
+
+  Raises:
+    DataError: data that cannot be used, or a batch larger than the training split.
+  """
+  if config.prepared_dir:
+    from input_pipeline import prepared  # TensorFlow: not before main.py has imported it.
+    data = prepared.PreparedData.open(config.prepared_dir, config.label_column)
+  else:
+    splits, description = preloaded() if preloaded else load_splits(config)
+    data = InMemoryData(splits, description)
+  logging.info("Data: %s", data.description)
+  for name, c in data.counts().items():
+    logging.info("  %-10s %7d rows, %4d positives (%.3f%%)", name, c["rows"], c["positives"],
+                 100.0 * c["positives"] / max(1, c["rows"]))
+  n_train = data.counts()["train"]["rows"]
+  if config.batch_size > n_train:
+    raise DataError(f"--batch_size={config.batch_size} is larger than the training split "
+                    f"({n_train} rows)")
+  return data

@@ -19,8 +19,8 @@ and orders the rows as `preprocessing.time_split` does in memory: the same rows 
 The random split is a hash of (row number in the file, seed), not a shuffle of the whole file: every
 row lands in test with probability test_fraction and in validation with validation_fraction,
 independently of every other row. Each class is therefore split in those proportions only in
-expectation (on the credit-card set's 492 positives the test split's positive count has a
-standard deviation of ~9 around its expected ~98). The same file, fractions and seed always
+expectation (the test split's positive count is binomial, with a standard deviation of
+sqrt(n p (1 - p)) for n positives and p = test_fraction). The same file, fractions and seed always
 give the same split, whatever the chunk size.
 """
 

@@ -6,9 +6,9 @@ defines its records and streams it, as a `data.Data`, without ever holding the r
 Format 2: each record is one `tf.train.Example` holding a block of up to BLOCK_ROWS rows of one
 shard, {x: the rows' float32 features as little-endian bytes, y: their uint8 labels as bytes};
 only a shard's last block is short. tf.data's cost is per element, so a block, not a row, is
-the unit read, shuffled and decoded (BUILD.md, "Data larger than memory", has the measurements
-behind the format and the block size). `metadata.json`, written last, names the shards and holds
-the counts and the fitted preprocessing.
+the unit read, shuffled and decoded (BUILD.md, "Benchmarks of the file-based path", has the
+figures behind the format and the block size). `metadata.json`, written last, names the shards
+and holds the counts and the fitted preprocessing.
 
 Training streams the shards, per class: the shard files are shuffled and interleaved (a class
 small enough to fit the shuffle buffer's budget is read once and its records cached: re-opening
@@ -20,9 +20,10 @@ into chunks of `oversample_chunk` rows that `datasets.balanced_mix` mixes; then 
 prefetch. Memory is bounded by the buffers, not by the data size.
 
 What the shuffle mixes, and what it does not: a block's rows are fixed at prepare time, and the
-rows of a block always reach the stream close together, within one window (~4096 rows) or two;
-there they are permuted among the rows of the window's other ~31 blocks, so a chunk draws its
-rows from many blocks. Blocks further apart than the buffer (~100,000 rows) in the interleaved
+rows of a block always reach the stream close together, within one window (WINDOW_ROWS) or two;
+there they are permuted among the rows of the window's other blocks (WINDOW_ROWS / BLOCK_ROWS
+in all), so a chunk draws its rows from many blocks. Blocks further apart than the buffer
+(SHUFFLE_BUFFER rows) in the interleaved
 stream are never swapped, which is why shards are filled round-robin and the file order is
 shuffled on every pass. The stream is a pure function of the seed, so `skip` resumes it exactly.
 """
@@ -44,12 +45,13 @@ METADATA_FILE = "metadata.json"
 # 2 was the first with one record per block of rows, 1 had one record per row).
 FORMAT_VERSION = 3
 SPLITS = ("train", "validation", "test")
-# Rows per record: the smaller of the two block sizes that measured cheapest per batch (128 and
-# 256 rows). The last block of a shard is short. Readers take the figure from metadata.json.
+# Rows per record: the smaller of the two block sizes that were cheapest per batch in the
+# benchmarks (this and twice this). The last block of a shard is short. Readers take the
+# figure from metadata.json.
 BLOCK_ROWS = 128
-# Rows held by each class's shuffle buffer (as SHUFFLE_BUFFER // block records). ~120 bytes a
-# row: ~12 MB per class, enough to mix the interleaved shards well, small next to the 1.5 GB
-# budget of a large run.
+# Rows held by each class's shuffle buffer (as SHUFFLE_BUFFER // block records): enough to mix
+# the interleaved shards well, and, at a serialized row's size, small next to the memory budget
+# of a large run (BUILD.md, "Benchmarks of the file-based path").
 SHUFFLE_BUFFER = 100_000
 # Blocks are re-permuted row by row in windows of ~WINDOW_ROWS rows (see PreparedData._chunks).
 WINDOW_ROWS = 4096
@@ -204,7 +206,7 @@ class PreparedData(Data):
       x, y = (tf.gather(t, order) for t in rows_xy)
       return (tf.reshape(x, [window // chunk, chunk, self.num_features]),
               tf.reshape(y, [window // chunk, chunk]))
-    # Unbatching a window's chunks costs less per chunk than `rebatch(chunk)` (measured).
+    # Unbatching a window's chunks costs less per chunk than `rebatch(chunk)` (benchmarked).
     return ds.map(remix).unbatch()
 
   def _pipeline_shards(self, cls: str, pipeline_id: int,

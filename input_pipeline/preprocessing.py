@@ -90,7 +90,7 @@ class Preprocessor:
   def encode(self, cleaned: np.ndarray, categorical: list[np.ndarray]) -> np.ndarray:
     """Cleaned numeric features and category strings to model features (float32)."""
     gaps = np.isnan(cleaned)
-    # In place from here: on the credit-card set each temporary is 68 MB.
+    # In place from here: each temporary is the size of the whole feature matrix.
     z = np.where(gaps, np.asarray(self.medians), cleaned)
     z -= np.asarray(self.mean)
     z /= np.asarray(self.scale)

@@ -51,7 +51,7 @@ def verify_creditcard(path: str) -> None:
   """Raises DataError unless `path` is the original credit-card CSV.
 
   One streaming pass computes the sha256 and counts rows and positives: this runs at every start
-  (on the cached copy), so it neither reads the 150 MB file twice nor holds it in memory.
+  (on the cached copy), so it neither reads the file twice nor holds it in memory.
   """
   h = hashlib.sha256()
   newlines = positives = 0
@@ -153,9 +153,10 @@ def fetch_creditcard(fetchers=None) -> str:
 def synthetic_creditcard(rows: int, seed: int) -> pd.DataFrame:
   """A credit-card-shaped frame (Time, V1..V28, Amount, Class) with a learnable signal.
 
-  About 0.17% positives, like the real set. Positives are shifted on a handful of the PCA-like
-  columns (the real set's most telling ones: V4, V10, V12, V14, V17) and overlap the negatives,
-  so the task is learnable but not trivially separable. Deterministic in (rows, seed).
+  Positives at the real set's rate (CREDITCARD_POSITIVES in CREDITCARD_ROWS), shifted on a
+  handful of the PCA-like columns (the real set's most telling ones: V4, V10, V12, V14, V17) and
+  overlapping the negatives, so the task is learnable but not trivially separable.
+  Deterministic in (rows, seed).
   """
   rng = np.random.default_rng(seed)
   n_pos = max(2, int(round(rows * CREDITCARD_POSITIVES / CREDITCARD_ROWS)))
@@ -215,8 +216,9 @@ def fingerprint(path: str) -> str:
   """A sha256 hex digest of the file's size and 16 sampled MiB: its content, cheaply.
 
   Samples the first and last MiB and 14 more at evenly spaced offsets between them (a file of
-  16 MiB or less is read whole): ~16 MiB read however large the file, so a resume can check it
-  still reads the rows it was trained on. No mtime or name: a copy has the same fingerprint.
+  no more than the samples is read whole): the same amount read however large the file, so a
+  resume can check it still reads the rows it was trained on. No mtime or name: a copy has the
+  same fingerprint.
   Edits between the samples that keep the size can escape it; rewritten, appended, truncated or
   re-exported files do not.
 

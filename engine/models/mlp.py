@@ -54,7 +54,7 @@ class Classifier(keras.Model):
     own rows: column k holds member k's logits of rows x[k]).
 
     One member runs on 2-D rows with plain matmuls: on CPU a batched matmul of one [B, in] by
-    [in, out] measured ~2x the cost of the plain one, for the same numbers.
+    [in, out] costs more than the plain one, for the same numbers.
     """
     single = self.members == 1
     if single:
