@@ -1,7 +1,14 @@
-"""The one configuration object of a run.
+"""The one configuration object of a run, in sections.
 
-`main.py` is the only place that reads flags; it builds a `Config` and hands it to the
-library. Every field is validated here, once, with the bad value in the message.
+`main.py` is the only place that reads flags; it builds a `Config` and hands it to the library.
+A `Config` holds six sections (data, model, train, evaluation, export, run), each a frozen
+dataclass that validates itself, with the bad value in the message. Every field is written once,
+here, with its help text: the flags, `to_dict` (config.json), the fields a resumed run must
+keep (`compat`) and the HParams are derived from the fields' metadata.
+
+A field's flat name (its flag's name, and its key in config.json) is unique across the
+sections, so `config.batch_size` reads `config.train.batch_size`. This module imports no
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,141 +23,420 @@ STRATEGIES = ("baseline", "class_weight", "oversample")
 DISTRIBUTIONS = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 CALIBRATIONS = ("platt", "prior")
 DATASETS = ("creditcard", "synthetic")
-SPLITS = ("random", "time")
+# The ways of cutting the rows into train, validation and test (not the split names).
+SPLIT_METHODS = ("random", "time")
 # Metrics the early-stopping monitor may name: `val_` + one of these, as the loop computes them
 # on the whole validation split (`auc` and `prc` exact, over all predictions; `*_exact` are
 # their older names).
 MONITORABLE = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc",
                "auc_exact", "prc_exact")
 
-# An epoch is an evaluation interval, not a pass over the data: 50 steps for every strategy.
-# The oversampled stream draws with replacement, so a pass means nothing for it; and at the
-# default batch a pass over the credit-card training split is a few hundred steps, while the
-# models are best after a few passes' worth (BUILD.md, "Why an epoch is 50 steps"): early
-# stopping needs to look every few dozen steps, and scoring the validation split every 50 keeps
-# that cheap.
+# An epoch is an evaluation interval, not a pass over the data: this many steps for every
+# strategy. The oversampled stream draws with replacement, so a pass means nothing for it; and
+# at the default batch a pass over the credit-card training split is a few hundred steps, while
+# the models are best after a few passes' worth (BUILD.md, "Model quality"): early stopping
+# needs to look every few dozen steps, and scoring the validation split that often stays cheap.
 DEFAULT_STEPS_PER_EPOCH = 50
-
-
-def plugins(package: str) -> tuple[str, ...]:
-  """The plug-ins of `engine/<package>/` (models, losses): its modules' names, found without
-  importing them (this module imports no TensorFlow)."""
-  folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), package)
-  return tuple(sorted(f[:-3] for f in os.listdir(folder)
-                      if f.endswith(".py") and not f.startswith("_")))
 
 
 class ConfigError(ValueError):
   """A configuration value is invalid. The message names the field and the value."""
 
 
+def plugins(package: str) -> tuple[str, ...]:
+  """The plug-ins of `engine/<package>/` (models, losses): its modules' names, found without
+  importing them."""
+  folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), package)
+  return tuple(sorted(f[:-3] for f in os.listdir(folder)
+                      if f.endswith(".py") and not f.startswith("_")))
+
+
+def option(default: Any, help: str, *, flag: str | None = None, choices=None,
+           compat: bool = False, hparam: bool = False):
+  """A config field with what the flags, the resume check and HParams need to know of it.
+
+  Args:
+    default: the default value (a tuple for a list flag).
+    help: the flag's help text.
+    flag: the flag's (and config.json's) name, if not the field's.
+    choices: the allowed values of an enum flag (a callable: computed when asked).
+    compat: a resumed run must keep this value (engine/run_dir.py).
+    hparam: shown in TensorBoard's HParams table.
+  """
+  return dataclasses.field(default=default, metadata=dict(
+      help=help, flag=flag, choices=choices, compat=compat, hparam=hparam))
+
+
+def _require(ok: bool, field: str, value: Any, why: str) -> None:
+  if not ok:
+    raise ConfigError(f"invalid --{field}={value!r}: {why}")
+
+
+def _positive_ints(section, names) -> None:
+  for name in names:
+    value = getattr(section, name)
+    _require(isinstance(value, int) and value > 0, name, value, "must be a positive integer")
+
+
+def _one_of(field: str, value: Any, allowed) -> None:
+  _require(value in allowed, field, value, f"must be one of {', '.join(allowed)}")
+
+
 @dataclasses.dataclass(frozen=True)
-class Config:
-  """Everything that decides what a run does. Frozen: a run never changes its own config."""
+class DataConfig:
+  """Where the rows come from, how columns are read, and how they are split."""
 
-  # Data.
-  dataset: str = "creditcard"
-  data_path: str | None = None
-  label_column: str = "Class"
-  drop_invalid_rows: bool = False
-  synthetic_rows: int = 284_807
-  validation_fraction: float = 0.16
-  test_fraction: float = 0.20
-  clip: float = 5.0
-  # Column roles (input_pipeline/columns.py): integer-coded categories, identifiers kept out of
-  # the model (and copied into predict output), and the time column `--split=time` orders by.
-  categorical_columns: tuple[str, ...] = ()
-  id_columns: tuple[str, ...] = ()
-  time_column: str | None = None
-  # "random": stratified and seeded; "time": the last rows in time are test, the ones before
-  # them validation (train on the past, test on the future).
-  split: str = "random"
-  # A category's vocabulary: its values seen at least `min_category_count` times in training,
-  # the `max_categories` most frequent; the rest share one bucket. More distinct values than
-  # `max_distinct_values` are refused: counting them would not fit in memory.
-  max_categories: int = 100
-  min_category_count: int = 10
-  max_distinct_values: int = 1_000_000
-  # A directory written by `main.py --mode=prepare` (TFRecord shards + metadata): train from it
-  # in a streaming way instead of loading a CSV into memory.
-  prepared_dir: str | None = None
-  # --mode=prepare: CSV rows read at a time (bounds its memory), TFRecord shards per class.
-  prepare_chunk_rows: int = 200_000
-  prepare_shards: int = 16
-
-  # Imbalance strategy and model.
-  strategy: str = "oversample"
-  # The model family (engine/models/NAME.py) and the loss (engine/losses/NAME.py), by name.
-  model: str = "mlp"
-  loss: str = "bce"
-  hidden_units: tuple[int, ...] = (64,)
-  dropout: float = 0.2
-  # Rows per class chunk that `sample_from_datasets` mixes (see input_pipeline/datasets.py).
-  oversample_chunk: int = 64
-  # The share of the positives: of the rows of a training batch (`oversample`), or of the total
-  # loss weight (`class_weight`; 1/2 is the classic total / (2 * count)).
-  positive_fraction: float = 0.005
-  # Members of the ensemble trained side by side in one step (engine/model.py); 1: one model.
-  ensemble: int = 1
-
-  # Optimisation.
-  seed: int = 0
-  epochs: int = 100
-  batch_size: int = 512
-  learning_rate: float = 3e-3
-  # Decoupled weight decay (AdamW) on the kernels; 0: plain Adam.
-  weight_decay: float = 0.0
-  # The momentum of a moving average of the weights, updated every step; the average is what is
-  # evaluated, kept as the best weights and exported. 0: no average, the weights themselves.
-  ema_momentum: float = 0.0
-  steps_per_epoch: int | None = None
-  steps_per_loop: int = 100
-  eval_batch_size: int = 8192
-  # XLA for the training step and the scoring: "auto" (engine/distribute.py's choice for the
-  # device type, from the benchmarks in BUILD.md), "true" or "false".
-  jit_compile: str = "auto"
-  deterministic: bool = False
-
-  # Early stopping.
-  monitor: str = "val_prc"
-  patience: int = 10
-
-  # Distribution.
-  distribution: str = "auto"
-  logical_cpus: int = 0
-  # Threads one op may split its work over (TensorFlow's intra-op pool). 0: auto
-  # (engine/distribute.py, intra_op_threads), N: N threads.
-  intra_op_threads: int = 0
-  tpu: str | None = None
-
-  # Operating point: the decision threshold is chosen on the validation split, either as the
-  # highest threshold whose recall reaches `target_recall`, or (when both costs are given) as
-  # the one minimising fp_cost * FP + fn_cost * FN.
-  target_recall: float = 0.9
-  fp_cost: float | None = None
-  fn_cost: float | None = None
-  # How scores become the real-world probability (engine/calibration.py): "platt" (the prior
-  # correction, then Platt scaling fitted on validation) or "prior" (the correction alone).
-  calibration: str = "platt"
-
-  # Run management.
-  fresh: bool = False
-  checkpoints_to_keep: int = 3
-  # The latest checkpoint is written at the end of an epoch once this many seconds have passed
-  # since the last one (0: every epoch), and always at the end and on SIGTERM.
-  checkpoint_interval_seconds: float = 30.0
+  dataset: str = option("creditcard", "Without --data_path: the credit-card fraud set (fetched, "
+                        "verified, cached) or a synthetic credit-card-shaped set made from "
+                        "--seed.", choices=DATASETS, compat=True)
+  data_path: str | None = option(None, "A local CSV or CSV.gz with a 0/1 label column. Other "
+                                 "columns are numeric features (empty cells filled with the "
+                                 "training median) or, when they hold text, categorical ones; "
+                                 "see --id_columns, --time_column, --categorical_columns.",
+                                 compat=True)
+  label_column: str = option("Class", "Name of the label column.", compat=True)
+  drop_invalid_rows: bool = option(False, "Drop rows with Inf, extreme or non-numeric values in "
+                                   "numeric columns (and log how many) instead of refusing the "
+                                   "file.", compat=True)
+  synthetic_rows: int = option(284_807, "Rows of --dataset=synthetic.", compat=True)
+  seed: int = option(0, "Seeds the split, the initial weights, dropout and sampling.",
+                     compat=True, hparam=True)
+  validation_fraction: float = option(0.16, "Share of rows in the validation split.",
+                                      compat=True)
+  test_fraction: float = option(0.20, "Share of rows in the test split.", compat=True)
+  clip: float = option(5.0, "Standardised numeric features are clipped to [-clip, clip].",
+                       compat=True)
+  categorical_columns: tuple[str, ...] = option((), "Integer-coded columns to treat as "
+                                                "categories (text columns are categories "
+                                                "already).", compat=True)
+  id_columns: tuple[str, ...] = option((), "Columns kept out of the model and copied into "
+                                       "--mode=predict output, e.g. a transaction ID.",
+                                       compat=True)
+  time_column: str | None = option(None, "The column that orders the rows (numbers or "
+                                   "date-times); never a feature. Needed by --split=time.",
+                                   compat=True)
+  split: str = option("random", "random: stratified by class, seeded; time: train on the past, "
+                      "the last --test_fraction of the rows in time is test and the "
+                      "--validation_fraction before it validation.", choices=SPLIT_METHODS,
+                      compat=True)
+  max_categories: int = option(100, "Most frequent values kept per categorical column; the "
+                               "others share an out-of-vocabulary bucket.", compat=True)
+  min_category_count: int = option(10, "Training rows a category needs to get its own bucket.",
+                                   compat=True)
+  max_distinct_values: int = option(1_000_000, "Refuse a categorical column with more distinct "
+                                    "values than this (its counts would not fit in memory).")
+  prepared_dir: str | None = option(None, "Train from a directory written by --mode=prepare, "
+                                    "streaming it from disk (for data larger than memory).",
+                                    compat=True)
+  prepare_chunk_rows: int = option(200_000, "--mode=prepare: rows read at a time.")
+  prepare_shards: int = option(16, "--mode=prepare: TFRecord shards per split and class (at "
+                               "least the number of workers that will read them).")
 
   def __post_init__(self):
-    validate(self)
+    _one_of("dataset", self.dataset, DATASETS)
+    _require(bool(self.label_column), "label_column", self.label_column, "must not be empty")
+    _positive_ints(self, ("synthetic_rows", "prepare_chunk_rows", "prepare_shards",
+                          "max_categories", "min_category_count", "max_distinct_values"))
+    _require(self.seed >= 0, "seed", self.seed, "must be >= 0")
+    for name in ("validation_fraction", "test_fraction"):
+      _require(0.0 < getattr(self, name) < 1.0, name, getattr(self, name), "must be in (0, 1)")
+    _require(self.validation_fraction + self.test_fraction < 0.9, "test_fraction",
+             self.test_fraction,
+             "validation_fraction + test_fraction must leave at least 10% for training")
+    _require(self.clip > 0, "clip", self.clip, "must be > 0")
+    self._validate_roles()
+    self._validate_prepared()
+
+  def _validate_roles(self) -> None:
+    """The split and the column roles: one role per column, never the label."""
+    _one_of("split", self.split, SPLIT_METHODS)
+    _require(self.split != "time" or bool(self.time_column), "time_column", self.time_column,
+             "--split=time needs --time_column=<the column that orders the rows>")
+    roles = {"categorical_columns": self.categorical_columns, "id_columns": self.id_columns,
+             "time_column": (self.time_column,) if self.time_column else ()}
+    for field, names in roles.items():
+      _require(self.label_column not in names, field, ",".join(names),
+               f"names the label column '{self.label_column}'")
+      for other, other_names in roles.items():
+        both = sorted(set(names) & set(other_names))
+        _require(other == field or not both, field, ",".join(names),
+                 f"'{both[0] if both else ''}' is also in --{other}: a column has one role")
+
+  def _validate_prepared(self) -> None:
+    """A prepared directory fixed the data, its column roles and its split at --mode=prepare."""
+    _require(self.prepared_dir is None or not self.data_path, "prepared_dir", self.prepared_dir,
+             "reads a prepared directory; do not pass --data_path with it")
+    fixed = [name for name, value in (("categorical_columns", self.categorical_columns),
+                                      ("id_columns", self.id_columns),
+                                      ("time_column", self.time_column),
+                                      ("split", self.split != "random")) if value]
+    _require(self.prepared_dir is None or not fixed, "prepared_dir", self.prepared_dir,
+             f"its column roles and split were fixed by --mode=prepare; do not pass "
+             f"--{fixed[0] if fixed else ''} with it")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The model family (engine/models/) and the fields the families read."""
+
+  name: str = option("mlp", "The model family: the module engine/models/NAME.py.",
+                     flag="model", choices=lambda: plugins("models"), compat=True, hparam=True)
+  hidden_units: tuple[int, ...] = option((64,), "Units of each hidden Dense(relu) layer.",
+                                         compat=True, hparam=True)
+  dropout: float = option(0.2, "Dropout rate after each hidden layer.", hparam=True)
+  ensemble: int = option(1, "Members of an ensemble trained side by side in one compiled step "
+                         "(own initial weights, dropout and rows); the model's probability is "
+                         "the mean of theirs.", compat=True, hparam=True)
+
+  def __post_init__(self):
+    _one_of("model", self.name, plugins("models"))
+    _require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
+    _require(isinstance(self.ensemble, int) and 1 <= self.ensemble <= 64, "ensemble",
+             self.ensemble, "must be an integer from 1 to 64")
+    _require(len(self.hidden_units) > 0 and all(isinstance(u, int) and u > 0
+                                                for u in self.hidden_units),
+             "hidden_units", ",".join(map(str, self.hidden_units)),
+             "must be a comma-separated list of positive integers")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """The imbalance strategy, the loss, the stream and the optimisation."""
+
+  strategy: str = option("oversample", "How to handle the class imbalance (engine/strategies.py)."
+                         " baseline: the data's own stream, unweighted loss, output bias "
+                         "log(pos/neg). class_weight: the data's own stream, per-class loss "
+                         "weights giving the positives --positive_fraction q of the total "
+                         "weight (q=0.5 is the classic total/(2*count)). oversample: batches of "
+                         "single-class chunks drawn by sample_from_datasets, positive with "
+                         "probability q. Both start from the bias log(q/(1-q)) and have their "
+                         "scores shifted back to the real fraud rate. all: the three from the "
+                         "same initial weights in <model_dir>/<strategy>, compared in "
+                         "<model_dir>/comparison.md.", choices=STRATEGIES + ("all",),
+                         compat=True, hparam=True)
+  loss: str = option("bce", "The loss: the module engine/losses/NAME.py (bce: binary "
+                     "cross-entropy; focal: the focal loss).", choices=lambda: plugins("losses"),
+                     compat=True, hparam=True)
+  positive_fraction: float = option(0.005, "The positives' share: of the rows of a training "
+                                    "batch (oversample), or of the total loss weight "
+                                    "(class_weight; 0.5 is the classic total/(2*count)). Scores "
+                                    "are corrected back to the real fraud rate.", compat=True,
+                                    hparam=True)
+  oversample_chunk: int = option(64, "Rows per single-class chunk mixed by sample_from_datasets;"
+                                 " must divide the per-replica batch.")
+  epochs: int = option(100, "Maximum number of epochs.")
+  batch_size: int = option(512, "Global batch size (split across replicas).", hparam=True)
+  learning_rate: float = option(3e-3, "Adam (AdamW with --weight_decay) learning rate.",
+                                hparam=True)
+  weight_decay: float = option(0.0, "Decoupled weight decay (AdamW) on the kernels; 0: Adam.")
+  ema_momentum: float = option(0.0, "Momentum of a moving average of the weights, updated every "
+                               "step; the average is evaluated, kept as the best weights and "
+                               "exported. 0: off.", compat=True, hparam=True)
+  steps_per_epoch: int | None = option(None, "Steps between evaluations (an epoch is an "
+                                       "evaluation interval, not a pass over the data). "
+                                       f"Default: {DEFAULT_STEPS_PER_EPOCH}.")
+  steps_per_loop: int = option(100, "Training steps per compiled call.")
+  jit_compile: str = option("auto", "Compile the training step and the scoring with XLA. auto: "
+                            "the choice engine/distribute.py makes for the device type "
+                            "(logged; see BUILD.md).", choices=("auto", "true", "false"))
+  deterministic: bool = option(False, "Seed everything and enable op determinism, so a run "
+                               "(and a resumed run) is reproducible.")
+
+  def __post_init__(self):
+    _one_of("strategy", self.strategy, STRATEGIES)
+    _one_of("loss", self.loss, plugins("losses"))
+    _positive_ints(self, ("epochs", "batch_size", "steps_per_loop", "oversample_chunk"))
+    _require(self.steps_per_epoch is None or self.steps_per_epoch > 0, "steps_per_epoch",
+             self.steps_per_epoch, "must be a positive integer")
+    _require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
+             self.learning_rate, "must be a finite number > 0")
+    _require(0.0 < self.positive_fraction < 1.0, "positive_fraction", self.positive_fraction,
+             "must be in (0, 1)")
+    _require(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
+             self.weight_decay, "must be a finite number >= 0")
+    _require(0.0 <= self.ema_momentum < 1.0, "ema_momentum", self.ema_momentum,
+             "must be in [0, 1)")
+    _one_of("jit_compile", self.jit_compile, ("auto", "true", "false"))
+    _require(self.batch_size % self.oversample_chunk == 0 or self.strategy != "oversample",
+             "oversample_chunk", self.oversample_chunk,
+             f"must divide --batch_size={self.batch_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+  """Scoring the validation split: early stopping, calibration."""
+
+  monitor: str = option("val_prc", "Validation metric for early stopping and the best "
+                        "checkpoint, computed on the whole validation split: val_ + prc or auc "
+                        "(exact areas), loss, precision, recall, accuracy, tp, fp, tn, fn.",
+                        compat=True)
+  patience: int = option(10, "Epochs without improvement before stopping.")
+  eval_batch_size: int = option(8192, "Global batch size for evaluation.")
+  calibration: str = option("platt", "How scores become the real-world fraud probability "
+                            "(engine/calibration.py): the prior correction of the strategy's "
+                            "class shift, then Platt scaling fitted on validation (platt), or "
+                            "the prior correction alone.", choices=CALIBRATIONS, hparam=True)
+
+  def __post_init__(self):
+    _positive_ints(self, ("patience", "eval_batch_size"))
+    metric = self.monitor[len("val_"):]
+    _require(self.monitor.startswith("val_") and metric in MONITORABLE, "monitor", self.monitor,
+             f"must be val_ + one of {', '.join(MONITORABLE)}")
+    _one_of("calibration", self.calibration, CALIBRATIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+  """The operating point the export serves: the decision threshold chosen on validation."""
+
+  target_recall: float = option(0.9, "Choose the decision threshold on the validation split as "
+                                "the highest one reaching this recall.", hparam=True)
+  fp_cost: float | None = option(None, "With --fn_cost: choose the threshold minimising "
+                                 "fp_cost*FP + fn_cost*FN on validation instead of a recall "
+                                 "target.")
+  fn_cost: float | None = option(None, "Cost of a missed fraud; see --fp_cost.")
+
+  def __post_init__(self):
+    _require(0.0 < self.target_recall <= 1.0, "target_recall", self.target_recall,
+             "must be in (0, 1]")
+    _require((self.fp_cost is None) == (self.fn_cost is None),
+             "fp_cost" if self.fp_cost is None else "fn_cost", None,
+             "--fp_cost and --fn_cost go together; pass both or neither")
+    for name in ("fp_cost", "fn_cost"):
+      value = getattr(self, name)
+      _require(value is None or (math.isfinite(value) and value >= 0), name, value,
+               "must be a finite number >= 0")
+    _require(self.fp_cost is None or self.fp_cost + self.fn_cost > 0, "fn_cost", self.fn_cost,
+             "--fp_cost and --fn_cost cannot both be 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """Where and how the run executes: checkpoints, devices, distribution."""
+
+  fresh: bool = option(False, "Start over: remove the run in --model_dir first.")
+  checkpoints_to_keep: int = option(3, "Latest checkpoints kept.")
+  checkpoint_interval_seconds: float = option(30.0, "Write the latest checkpoint (and the best "
+                                              "weights) at the end of an epoch once this many "
+                                              "seconds have passed since the last write; 0: "
+                                              "every epoch. Also written at the end and on "
+                                              "SIGTERM. A run killed without warning resumes "
+                                              "from the last write.")
+  distribution: str = option("auto", "tf.distribute strategy. auto: mirrored for several GPUs, "
+                             "one_device for one, default on CPU.", choices=DISTRIBUTIONS)
+  logical_cpus: int = option(0, "Split the CPU into N logical devices (try a multi-replica run "
+                             "without GPUs).")
+  intra_op_threads: int = option(0, "Threads one TensorFlow op may use. 0: auto (1 on a "
+                                 "CPU-only machine with at most 2 cores, per the benchmarks in "
+                                 "BUILD.md; else TensorFlow's default, one per core).")
+  tpu: str | None = option(None, "TPU name or grpc:// address for --distribution=tpu.")
+
+  def __post_init__(self):
+    _one_of("distribution", self.distribution, DISTRIBUTIONS)
+    _positive_ints(self, ("checkpoints_to_keep",))
+    _require(math.isfinite(self.checkpoint_interval_seconds)
+             and self.checkpoint_interval_seconds >= 0, "checkpoint_interval_seconds",
+             self.checkpoint_interval_seconds, "must be a finite number >= 0")
+    _require(self.logical_cpus >= 0, "logical_cpus", self.logical_cpus, "must be >= 0")
+    _require(self.intra_op_threads >= 0, "intra_op_threads", self.intra_op_threads,
+             "must be >= 0")
+    _require(self.distribution != "tpu" or bool(self.tpu), "tpu", self.tpu,
+             "--distribution=tpu needs --tpu=<name or grpc://address>")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+            "evaluation": EvaluationConfig, "export": ExportConfig, "run": RunConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One config field, as the flags, config.json and the resume check see it."""
+
+  name: str            # flat name: the flag and the config.json key
+  section: str
+  attribute: str       # the field's name in its section
+  default: Any
+  type: Any            # the annotation, as a string
+  help: str
+  choices: tuple | None
+  compat: bool
+  hparam: bool
+
+
+def fields() -> list[Field]:
+  """Every field of every section, in order; flat names are unique."""
+  out = []
+  for section, cls in SECTIONS.items():
+    for f in dataclasses.fields(cls):
+      meta = f.metadata
+      choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+      out.append(Field(name=meta["flag"] or f.name, section=section, attribute=f.name,
+                       default=f.default, type=f.type, help=meta["help"],
+                       choices=tuple(choices) if choices else None, compat=meta["compat"],
+                       hparam=meta["hparam"]))
+  return out
+
+
+_FIELDS = {f.name: f for f in fields()}
+assert len(_FIELDS) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), \
+    "a flat name is used twice"
+
+
+class Config:
+  """Everything that decides what a run does: six frozen sections.
+
+  `Config(batch_size=256, model="mlp")` takes flat names (the flags'); a section may be given
+  whole (`Config(train=TrainConfig(...))`). Frozen: a run never changes its own config.
+  """
+
+  __slots__ = tuple(SECTIONS)
+
+  def __init__(self, **values: Any):
+    by_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    given = {}
+    for name, value in values.items():
+      if name in SECTIONS and isinstance(value, SECTIONS[name]):
+        given[name] = value
+      elif name in _FIELDS:
+        f = _FIELDS[name]
+        by_section[f.section][f.attribute] = tuple(value) if isinstance(value, list) else value
+      else:
+        raise ConfigError(f"unknown config field '{name}'")
+    for section, cls in SECTIONS.items():
+      value = given.get(section)
+      if value is None or by_section[section]:
+        value = dataclasses.replace(value or cls(), **by_section[section])
+      object.__setattr__(self, section, value)
+
+  def __getattr__(self, name: str) -> Any:
+    f = _FIELDS.get(name)
+    if f is None:
+      raise AttributeError(f"Config has no field '{name}'")
+    return getattr(object.__getattribute__(self, f.section), f.attribute)
+
+  def __setattr__(self, name: str, value: Any) -> None:
+    raise dataclasses.FrozenInstanceError(f"cannot assign to field '{name}'")
+
+  def __eq__(self, other: object) -> bool:
+    return isinstance(other, Config) and all(
+        getattr(self, s) == getattr(other, s) for s in SECTIONS)
+
+  def __repr__(self) -> str:
+    return f"Config({', '.join(f'{s}={getattr(self, s)!r}' for s in SECTIONS)})"
+
+  def __reduce__(self):  # Pickled by value: the background load sends it to a child process.
+    return (_from_dict, (self.to_dict(),))
 
   def replace(self, **changes: Any) -> "Config":
-    return dataclasses.replace(self, **changes)
+    return Config(**{**self.to_dict(raw=True), **changes})
 
-  def to_dict(self) -> dict[str, Any]:
-    d = dataclasses.asdict(self)
-    for name in ("hidden_units", "categorical_columns", "id_columns"):
-      d[name] = list(getattr(self, name))
-    return d
+  def to_dict(self, raw: bool = False) -> dict[str, Any]:
+    """The flat fields, by flag name (config.json's content); tuples as lists unless `raw`."""
+    out = {}
+    for f in _FIELDS.values():
+      value = getattr(getattr(self, f.section), f.attribute)
+      out[f.name] = list(value) if isinstance(value, tuple) and not raw else value
+    return out
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -170,107 +456,15 @@ class Config:
     return self.monitor_metric not in ("loss", "fp", "fn")
 
 
-def _require(ok: bool, field: str, value: Any, why: str) -> None:
-  if not ok:
-    raise ConfigError(f"invalid --{field}={value!r}: {why}")
+def _from_dict(values: dict) -> Config:
+  return Config(**values)
 
 
-def _validate_roles(c: Config) -> None:
-  """The split and the column roles: one role per column, never the label."""
-  _require(c.split in SPLITS, "split", c.split, f"must be one of {', '.join(SPLITS)}")
-  _require(c.split != "time" or bool(c.time_column), "time_column", c.time_column,
-           "--split=time needs --time_column=<the column that orders the rows>")
-  roles = {"categorical_columns": c.categorical_columns, "id_columns": c.id_columns,
-           "time_column": (c.time_column,) if c.time_column else ()}
-  for field, names in roles.items():
-    _require(c.label_column not in names, field, ",".join(names),
-             f"names the label column '{c.label_column}'")
-    for other, other_names in roles.items():
-      both = sorted(set(names) & set(other_names))
-      _require(other == field or not both, field, ",".join(names),
-               f"'{both[0] if both else ''}' is also in --{other}: a column has one role")
+def compat_fields() -> tuple[str, ...]:
+  """The fields a resumed run must keep: those that change the model or the rows."""
+  return tuple(f.name for f in _FIELDS.values() if f.compat)
 
 
-def _validate_prepared(c: Config) -> None:
-  """A prepared directory fixed the data, its column roles and its split at --mode=prepare."""
-  _require(c.prepared_dir is None or not c.data_path, "prepared_dir", c.prepared_dir,
-           "reads a prepared directory; do not pass --data_path with it")
-  fixed = [name for name, value in (("categorical_columns", c.categorical_columns),
-                                    ("id_columns", c.id_columns), ("time_column", c.time_column),
-                                    ("split", c.split != "random")) if value]
-  _require(c.prepared_dir is None or not fixed, "prepared_dir", c.prepared_dir,
-           f"its column roles and split were fixed by --mode=prepare; do not pass "
-           f"--{fixed[0] if fixed else ''} with it")
-
-
-def validate(c: Config) -> None:
-  """Raises ConfigError naming the first invalid field."""
-  _require(c.strategy in STRATEGIES, "strategy", c.strategy, f"must be one of {', '.join(STRATEGIES)}")
-  for field, package in (("model", "models"), ("loss", "losses")):
-    known = plugins(package)
-    _require(getattr(c, field) in known, field, getattr(c, field),
-             f"must be one of {', '.join(known)} (engine/{package}/NAME.py)")
-  _require(c.distribution in DISTRIBUTIONS, "distribution", c.distribution,
-           f"must be one of {', '.join(DISTRIBUTIONS)}")
-  _require(c.dataset in DATASETS, "dataset", c.dataset, f"must be one of {', '.join(DATASETS)}")
-  _require(bool(c.label_column), "label_column", c.label_column, "must not be empty")
-  _validate_roles(c)
-  for name in ("epochs", "batch_size", "patience", "steps_per_loop", "eval_batch_size",
-               "oversample_chunk", "checkpoints_to_keep", "synthetic_rows", "prepare_chunk_rows",
-               "prepare_shards", "max_categories", "min_category_count",
-               "max_distinct_values"):
-    value = getattr(c, name)
-    _require(isinstance(value, int) and value > 0, name, value, "must be a positive integer")
-  _require(c.steps_per_epoch is None or c.steps_per_epoch > 0, "steps_per_epoch",
-           c.steps_per_epoch, "must be a positive integer")
-  _require(math.isfinite(c.learning_rate) and c.learning_rate > 0, "learning_rate",
-           c.learning_rate, "must be a finite number > 0")
-  _require(0.0 <= c.dropout < 1.0, "dropout", c.dropout, "must be in [0, 1)")
-  _require(0.0 < c.positive_fraction < 1.0, "positive_fraction", c.positive_fraction,
-           "must be in (0, 1)")
-  _require(isinstance(c.ensemble, int) and 1 <= c.ensemble <= 64, "ensemble", c.ensemble,
-           "must be an integer from 1 to 64")
-  _require(math.isfinite(c.weight_decay) and c.weight_decay >= 0, "weight_decay", c.weight_decay,
-           "must be a finite number >= 0")
-  _require(0.0 <= c.ema_momentum < 1.0, "ema_momentum", c.ema_momentum, "must be in [0, 1)")
-  _require(len(c.hidden_units) > 0 and all(isinstance(u, int) and u > 0 for u in c.hidden_units),
-           "hidden_units", ",".join(map(str, c.hidden_units)),
-           "must be a comma-separated list of positive integers")
-  _require(0.0 < c.validation_fraction < 1.0, "validation_fraction", c.validation_fraction,
-           "must be in (0, 1)")
-  _require(0.0 < c.test_fraction < 1.0, "test_fraction", c.test_fraction, "must be in (0, 1)")
-  _require(c.validation_fraction + c.test_fraction < 0.9, "test_fraction", c.test_fraction,
-           "validation_fraction + test_fraction must leave at least 10% for training")
-  _require(c.clip > 0, "clip", c.clip, "must be > 0")
-  _require(math.isfinite(c.checkpoint_interval_seconds) and c.checkpoint_interval_seconds >= 0,
-           "checkpoint_interval_seconds", c.checkpoint_interval_seconds,
-           "must be a finite number >= 0")
-  _require(c.jit_compile in ("auto", "true", "false"), "jit_compile", c.jit_compile,
-           "must be auto, true or false")
-  _require(c.logical_cpus >= 0, "logical_cpus", c.logical_cpus, "must be >= 0")
-  _require(c.intra_op_threads >= 0, "intra_op_threads", c.intra_op_threads, "must be >= 0")
-  _require(c.monitor.startswith("val_") and c.monitor_metric in MONITORABLE, "monitor", c.monitor,
-           f"must be val_ + one of {', '.join(MONITORABLE)}")
-  _require(c.batch_size % c.oversample_chunk == 0 or c.strategy != "oversample",
-           "oversample_chunk", c.oversample_chunk,
-           f"must divide --batch_size={c.batch_size}")
-  _require(c.distribution != "tpu" or bool(c.tpu), "tpu", c.tpu,
-           "--distribution=tpu needs --tpu=<name or grpc://address>")
-  _require(c.seed >= 0, "seed", c.seed, "must be >= 0")
-  _validate_prepared(c)
-  _validate_scores(c)
-
-
-def _validate_scores(c: Config) -> None:
-  """The calibration of the scores and the rule that picks the decision threshold on them."""
-  _require(c.calibration in CALIBRATIONS, "calibration", c.calibration,
-           f"must be one of {', '.join(CALIBRATIONS)}")
-  _require(0.0 < c.target_recall <= 1.0, "target_recall", c.target_recall, "must be in (0, 1]")
-  _require((c.fp_cost is None) == (c.fn_cost is None), "fp_cost" if c.fp_cost is None else
-           "fn_cost", None, "--fp_cost and --fn_cost go together; pass both or neither")
-  for name in ("fp_cost", "fn_cost"):
-    value = getattr(c, name)
-    _require(value is None or (math.isfinite(value) and value >= 0), name, value,
-             "must be a finite number >= 0")
-  _require(c.fp_cost is None or c.fp_cost + c.fn_cost > 0, "fn_cost", c.fn_cost,
-           "--fp_cost and --fn_cost cannot both be 0")
+def hparam_fields() -> list[Field]:
+  """The fields shown in TensorBoard's HParams table."""
+  return [f for f in _FIELDS.values() if f.hparam]

@@ -19,6 +19,7 @@ import socket
 import tempfile
 
 from engine.config import Config, ConfigError
+from engine.config import fields as config_fields
 from input_pipeline import sources
 
 CONFIG_FILE = "config.json"
@@ -38,11 +39,10 @@ PREPARED_METADATA_FILE = "metadata.json"
 # columns is reported as other features, the plainer reason.
 # positive_fraction: the stream a run draws and the prior correction of its scores; its default
 # changed (0.05 -> 0.01 -> 0.005), so a run started before must not resume with the new one.
-MODEL_FIELDS = ("strategy", "model", "loss", "hidden_units", "ensemble", "label_column", "dataset",
-                "positive_fraction", "ema_momentum")
-DATA_FIELDS = ("data_path", "prepared_dir", "synthetic_rows", "seed", "validation_fraction",
-               "test_fraction", "clip", "drop_invalid_rows", "categorical_columns", "id_columns",
-               "time_column", "split", "max_categories", "min_category_count")
+# The fields a resumed run must keep (engine/config.py marks them `compat`): those that change
+# the model, checked before the features, and those that change the rows, after.
+DATA_FIELDS = tuple(f.name for f in config_fields() if f.compat and f.section == "data")
+MODEL_FIELDS = tuple(f.name for f in config_fields() if f.compat and f.section != "data")
 COMPATIBLE_FIELDS = MODEL_FIELDS + DATA_FIELDS
 # Compared as absolute paths: the same file named from another directory is the same file.
 PATH_FIELDS = ("data_path", "prepared_dir")

@@ -124,20 +124,13 @@ class Summaries:
     if not self.enabled:
       return
     from tensorboard.plugins.hparams import api as hp
-    from engine.config import CALIBRATIONS, STRATEGIES
-    values = {
-        hp.HParam("strategy", hp.Discrete(list(STRATEGIES))): config.strategy,
-        hp.HParam("seed"): config.seed,
-        hp.HParam("learning_rate"): config.learning_rate,
-        hp.HParam("batch_size"): config.batch_size,
-        hp.HParam("hidden_units"): ",".join(map(str, config.hidden_units)),
-        hp.HParam("dropout"): config.dropout,
-        hp.HParam("positive_fraction"): config.positive_fraction,
-        hp.HParam("ensemble"): config.ensemble,
-        hp.HParam("ema_momentum"): config.ema_momentum,
-        hp.HParam("target_recall"): config.target_recall,
-        hp.HParam("calibration", hp.Discrete(list(CALIBRATIONS))): config.calibration,
-    }
+    from engine.config import hparam_fields
+    values = {}
+    for f in hparam_fields():
+      value = getattr(config, f.name) if f.name != "model" else config.model.name
+      if isinstance(value, tuple):
+        value = ",".join(map(str, value))
+      values[hp.HParam(f.name, hp.Discrete(list(f.choices)) if f.choices else None)] = value
     hp_metrics = [hp.Metric(tag, group=group, display_name=f"{group}/{tag}")
                   for group, tags in HPARAMS_METRICS.items() for tag in tags]
     with self.writer("").as_default(step=0):

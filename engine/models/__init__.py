@@ -77,14 +77,14 @@ def build(config, layout, *, output_bias: float = 0.0):
   Raises:
     ValueError: the family's output is not [B, K] logits.
   """
-  module = family(config.model)
+  module = family(config.model.name)
   if accepts(module.build, "output_bias"):
     model = module.build(layout, config, output_bias=output_bias)
   else:
     model = module.build(layout, config)
   probe = model(tf.zeros([2, layout.num_features], tf.float32), training=False)
   if probe.shape.rank != 2 or probe.shape[0] != 2:
-    raise ValueError(f"model '{config.model}' maps [B, F] to {probe.shape}, not logits [B, K]")
+    raise ValueError(f"model '{config.model.name}' maps [B, F] to {probe.shape}, not logits [B, K]")
   members = int(probe.shape[1])
   if not hasattr(model, "output_bias"):
     model = WithBias(model, members=members, output_bias=output_bias)
