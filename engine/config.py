@@ -217,11 +217,11 @@ class TrainConfig:
   loss: str = option("bce", "The loss: the module engine/losses/NAME.py (bce: binary "
                      "cross-entropy; focal: the focal loss).", choices=lambda: plugins("losses"),
                      compat=True, hparam=True)
-  positive_fraction: float = option(0.005, "The positives' share: of the rows of a training "
-                                    "batch (oversample), or of the total loss weight "
-                                    "(class_weight; 0.5 is the classic total/(2*count)). Scores "
-                                    "are corrected back to the real fraud rate.", compat=True,
-                                    hparam=True)
+  positive_fraction: float | None = option(
+      None, "The positives' share: of the rows of a training batch (oversample), or of the "
+      "total loss weight (class_weight; 0.5 is the classic total/(2*count)). Default: 3 times "
+      "the training split's fraud rate (at most 0.5); never below that rate. Scores are "
+      "corrected back to the real fraud rate.", compat=True)
   oversample_chunk: int = option(64, "Rows per single-class chunk mixed by sample_from_datasets;"
                                  " must divide the per-replica batch.")
   epochs: int = option(100, "Maximum number of epochs.")
@@ -250,8 +250,8 @@ class TrainConfig:
              self.steps_per_epoch, "must be a positive integer")
     _require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
              self.learning_rate, "must be a finite number > 0")
-    _require(0.0 < self.positive_fraction < 1.0, "positive_fraction", self.positive_fraction,
-             "must be in (0, 1)")
+    _require(self.positive_fraction is None or 0.0 < self.positive_fraction < 1.0,
+             "positive_fraction", self.positive_fraction, "must be in (0, 1)")
     _require(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
              self.weight_decay, "must be a finite number >= 0")
     _require(0.0 <= self.ema_momentum < 1.0, "ema_momentum", self.ema_momentum,

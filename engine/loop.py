@@ -126,6 +126,11 @@ def preflight(config: Config, model_dir: str, strategy, get_data) -> tuple[Data,
   run_dir.check_writable(model_dir)
   data = get_data()
   export.input_names(data.preprocessor.raw_columns)  # The export's signature, before training.
+  if strategies.get(config.strategy).uses_share:
+    try:
+      strategies.positive_share(data.class_counts(), config.positive_fraction)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
   resuming = run_dir.check_compatible(model_dir, config, data.preprocessor.feature_names)
   return data, resuming
 
@@ -141,10 +146,15 @@ def start(config: Config, model_dir: str, *, data: Data, strategy, distribution:
   counts = data.class_counts()
   epoch_steps = steps_per_epoch(config)
   imbalance = strategies.get(config.strategy)
-  bias = imbalance.initial_bias(counts, config.positive_fraction)
-  weights = imbalance.class_weights(counts, config.positive_fraction)
-  logging.info("Strategy %s: class weights %s, initial output bias %.4f, %d steps/epoch",
-               config.strategy, [round(float(w), 4) for w in weights], bias, epoch_steps)
+  share = strategies.positive_share(  # Checked in preflight.
+      counts, config.positive_fraction if imbalance.uses_share else None)
+  # config.json keeps what was asked for (a default follows the table); the run uses the share.
+  config = config.replace(positive_fraction=share)
+  bias = imbalance.initial_bias(counts, share)
+  weights = imbalance.class_weights(counts, share)
+  logging.info("Strategy %s: positive share %.4g, class weights %s, initial output bias %.4f, "
+               "%d steps/epoch", config.strategy, share, [round(float(w), 4) for w in weights],
+               bias, epoch_steps)
   state = train_state.create(config, layout=data.layout(config.seed), output_bias=bias,
                              strategy=strategy)
   ckpts = checkpointing.Checkpoints(
@@ -288,6 +298,7 @@ def final_report(run: Run) -> tuple[dict, dict]:
       "monitor": config.monitor, "best_monitor_value": float(stopper.best_value.numpy()),
       "stopped_early": bool(stopper.should_stop), "data": run.data.counts(),
       "ensemble": config.ensemble, "logit_shift": run.trainer.logit_shift,
+      "positive_share": config.positive_fraction,
       "calibration": run.trainer.calibration.as_dict(),
   })
   if run.trainer.calibration.why:

@@ -32,6 +32,7 @@ class Strategy:
 
   name: str = "baseline"
   help: str = "plain training on the data as it is"
+  uses_share: bool = False  # Whether the positives' share changes what the strategy does.
 
   def stream_share(self, positive_fraction: float) -> float | None:
     """The expected share of positive rows in a training batch; None: the data's own."""
@@ -63,6 +64,7 @@ class ClassWeight(Strategy):
   name: str = "class_weight"
   help: str = ("per-class loss weights: the frauds carry the share --positive_fraction of the "
                "total weight")
+  uses_share: bool = True
 
   def class_weights(self, counts, positive_fraction: float) -> np.ndarray:
     counts = np.asarray(counts, np.float64)
@@ -88,6 +90,7 @@ class Oversample(Strategy):
   name: str = "oversample"
   help: str = ("batches drawn so that the frauds are the share --positive_fraction of the "
                "rows")
+  uses_share: bool = True
 
   def stream_share(self, positive_fraction: float) -> float | None:
     return positive_fraction
@@ -102,6 +105,32 @@ class Oversample(Strategy):
 
 
 STRATEGIES = {s.name: s for s in (Strategy(), ClassWeight(), Oversample())}
+
+# The positives' default share: this multiple of the training split's fraud rate, at most 1/2.
+# Relative to the table, so a strategy never gives frauds less weight or fewer draws than plain
+# training, whatever their rate; the multiple is the ratio of the share chosen by measurement
+# on the credit-card set to that set's rate (BUILD.md, "Model quality").
+SHARE_MULTIPLE = 3.0
+
+
+def positive_share(counts, positive_fraction: float | None) -> float:
+  """The positives' share q a run uses: `positive_fraction`, or by default SHARE_MULTIPLE times
+  the training fraud rate (at most 1/2).
+
+  Raises:
+    ValueError: a `positive_fraction` below the training fraud rate: the strategy would weigh or
+      draw the frauds less than plain training does.
+  """
+  neg, pos = (float(c) for c in counts)
+  rate = pos / (neg + pos)
+  if positive_fraction is None:
+    return min(0.5, SHARE_MULTIPLE * rate)
+  if positive_fraction < rate:
+    raise ValueError(f"invalid --positive_fraction={positive_fraction!r}: below the training "
+                     f"split's fraud rate {rate:.4g}, so frauds would count less than in plain "
+                     "training; leave it out (default: "
+                     f"{SHARE_MULTIPLE:g} x the rate) or pass at least {rate:.4g}")
+  return positive_fraction
 
 
 def get(name: str) -> Strategy:

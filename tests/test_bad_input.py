@@ -94,6 +94,12 @@ def _cases(base, good):
       # Another seed re-splits the rows: test rows of the run would be trained on.
       ("other seed in the directory", [f"--data_path={good}", "--seed=1"],
        "holds a run with seed=0, not 1; use another --model_dir or pass --fresh"),
+      # The table is 1.5% fraud: a share of 0.5% would draw frauds less than the data holds.
+      ("positive share below the fraud rate", [f"--data_path={good}",
+                                               "--positive_fraction=0.005"],
+       "--positive_fraction=0.005: below the training split's fraud rate"),
+      ("other monitor in the directory", [f"--data_path={good}", "--monitor=val_loss"],
+       "holds a run with monitor='val_prc', not 'val_loss'"),
   ]
 
 
@@ -104,7 +110,8 @@ CASE_NAMES = [
     "negative batch size", "zero patience", "unknown strategy", "unknown distribution",
     "learning rate <= 0", "other strategy in the directory",
     "other model shape in the directory", "other features in the directory",
-    "other seed in the directory"]
+    "other seed in the directory", "positive share below the fraud rate",
+    "other monitor in the directory"]
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)

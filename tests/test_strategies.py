@@ -54,3 +54,28 @@ def test_only_oversample_changes_the_stream():
   assert strategies.get("oversample").stream_share(0.02) == 0.02
   assert strategies.get("baseline").stream_share(0.02) is None
   assert strategies.get("class_weight").stream_share(0.02) is None
+
+
+@pytest.mark.parametrize("counts,expected", [
+    ([970, 30], 0.09),          # a 3% table: three times its rate
+    ([182_276 - 315, 315], 3 * 315 / 182_276),  # the credit-card training split
+    ([400, 600], 0.5),          # never more than half
+])
+def test_the_default_share_follows_the_tables_fraud_rate(counts, expected):
+  assert strategies.positive_share(counts, None) == pytest.approx(expected)
+  assert strategies.positive_share(counts, 0.6) == 0.6
+
+
+def test_a_share_below_the_fraud_rate_is_refused():
+  with pytest.raises(ValueError, match="positive_fraction=0.005.*below the training split's fraud "
+                                       "rate 0.03"):
+    strategies.positive_share([970, 30], 0.005)
+
+
+@pytest.mark.parametrize("counts", [[970, 30], [99_000, 1_000], [182_276 - 315, 315]])
+def test_no_strategy_gives_frauds_less_than_plain_training_by_default(counts):
+  share = strategies.positive_share(counts, None)
+  rate = counts[1] / sum(counts)
+  w_neg, w_pos = strategies.get("class_weight").class_weights(counts, share)
+  assert w_pos >= 1.0 >= w_neg  # a fraud weighs at least as much as in plain training
+  assert strategies.get("oversample").stream_share(share) >= rate  # and is drawn as often
