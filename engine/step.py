@@ -24,9 +24,9 @@ def make_train_loop(*, model, optimizer, strategy, metrics, class_weights, globa
   With a model of independent members (`own_rows`), each element of the iterator holds
   `model.members` batches, one per member, one after the other: [members * batch, F], and
   member k trains on its own rows; otherwise every member scores the same batch.
-  `global_batch_size` is one member's global batch. `per_example`: the loss
-  (engine/losses/), binary cross-entropy by default. With `average` (a model of the same
-  architecture), every step also moves its weights towards the model's (`update_average`).
+  `global_batch_size` is one member's global batch; `per_example` the loss (engine/losses/,
+  default bce). With `average` (a model of the same architecture), every step also moves its
+  weights towards the model's (`update_average`).
   """
   cw = tf.constant(class_weights, tf.float32)
   num_replicas = strategy.num_replicas_in_sync

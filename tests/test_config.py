@@ -79,7 +79,8 @@ def test_defaults_match_the_documented_recipe():
   assert (c.strategy, c.epochs, c.batch_size, c.learning_rate, c.patience, c.monitor) == (
       "oversample", 100, 512, 3e-3, 10, "val_prc")
   assert c.hidden_units == (64,) and c.dropout == 0.2
-  assert (c.positive_fraction, c.ensemble, c.weight_decay) == (0.005, 1, 0.0)
+  # The share follows the table (engine/strategies.py): None means 3x its fraud rate.
+  assert (c.positive_fraction, c.ensemble, c.weight_decay) == (None, 1, 0.0)
 
 
 def test_config_is_frozen_and_serialisable():
@@ -120,3 +121,33 @@ def test_the_older_exact_names_mean_the_exact_areas(monitor, metric):
 def test_column_roles_and_split_are_validated(changes, message):
   with pytest.raises(ConfigError, match=re.escape(message)):
     Config(**changes)
+
+
+def test_sections_hold_every_field_once_and_flat_names_reach_them():
+  from engine.config import SECTIONS, fields
+  c = Config(batch_size=256, model="mlp", clip=3.0)
+  assert c.train.batch_size == c.batch_size == 256 and c.data.clip == 3.0
+  assert c.model.name == "mlp" and c.to_dict()["model"] == "mlp"
+  names = [f.name for f in fields()]
+  assert len(names) == len(set(names)) == len(c.to_dict())
+  assert {f.section for f in fields()} == set(SECTIONS)
+  with pytest.raises(ConfigError, match="unknown config field 'batchsize'"):
+    Config(batchsize=3)
+
+
+def test_each_section_validates_itself():
+  from engine.config import DataConfig, TrainConfig
+  with pytest.raises(ConfigError, match="--clip=0"):
+    DataConfig(clip=0)
+  with pytest.raises(ConfigError, match="--oversample_chunk=100: must divide --batch_size=512"):
+    TrainConfig(oversample_chunk=100)
+
+
+def test_the_flags_are_the_fields():
+  import main
+  from engine.config import fields
+  for f in fields():
+    flag = main.FLAGS[f.name]
+    assert flag.help.endswith(f.help)  # absl puts an enum's choices first
+    default = list(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+    assert flag.default == default, f.name
