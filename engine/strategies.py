@@ -108,8 +108,8 @@ STRATEGIES = {s.name: s for s in (Strategy(), ClassWeight(), Oversample())}
 
 # The positives' default share: this multiple of the training split's fraud rate, at most 1/2.
 # Relative to the table, so a strategy never gives frauds less weight or fewer draws than plain
-# training, whatever their rate; the multiple is the ratio of the share chosen by measurement
-# on the credit-card set to that set's rate (BUILD.md, "Model quality").
+# training, whatever their rate; the multiple is the ratio of the share chosen on the
+# credit-card set's validation split to that set's rate (BUILD.md, "Model quality").
 SHARE_MULTIPLE = 3.0
 
 
