@@ -281,10 +281,10 @@ def main(argv: list[str]) -> None:
   if config.data_path:
     # Every mode reads this file: a missing, empty or unreadable one is reported now, in a
     # fraction of a second, not after TensorFlow's import and the config dump.
-    from input_pipeline import sources
+    from input_pipeline import readers
     from input_pipeline.errors import DataError
     try:
-      sources.check_csv_path(config.data_path)
+      readers.check_path(config.data_path)
     except DataError as e:
       fail(str(e))
   background = None

@@ -162,6 +162,11 @@ class ExportedModel:
     return self.info.get("categorical_columns", [])
 
   @property
+  def numeric_columns(self) -> list[str]:
+    categorical = set(self.categorical_columns)
+    return [c for c in self.raw_columns if c not in categorical]
+
+  @property
   def threshold(self) -> float:
     return float(self.info["threshold"]["value"])
 

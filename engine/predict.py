@@ -1,5 +1,5 @@
 """Using an export: score new rows (`--mode=predict`), or measure it on labelled rows
-(`--mode=evaluate`). Both read the CSV as training does, with the label column optional when
+(`--mode=evaluate`). Both read the table (CSV or Parquet) as training does, with the label column optional when
 predicting.
 """
 
@@ -14,16 +14,20 @@ import pandas as pd
 from engine import evaluation, threshold
 from engine.config import Config, ConfigError
 from engine.export import ExportedModel
-from input_pipeline import preprocessing, sources
+from input_pipeline import preprocessing, readers
 from input_pipeline.errors import DataError
 
 ID_COLUMNS = ("id", "ID", "Id", "transaction_id")
 
 
 def _read(config: Config, model: ExportedModel, labelled: bool) -> pd.DataFrame:
-  # Categories and IDs as the file writes them, as training read them ("01234" stays that).
-  return sources.read_csv(config.data_path, (*model.categorical_columns, *model.id_columns),
-                          labelled=labelled)
+  # Only the numeric columns as numbers; categories, IDs and the label as the file writes
+  # them, as training read them ("01234" stays that).
+  table = readers.open_table(config.data_path)
+  if len(table.columns) < (2 if labelled else 1):
+    raise DataError(f"{config.data_path} has {len(table.columns)} column(s); need a label and "
+                    "at least one feature")
+  return table.read(numeric=model.numeric_columns)
 
 
 def _check_data_path(config: Config) -> None:

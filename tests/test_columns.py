@@ -12,7 +12,7 @@ import pytest
 from engine import evaluation, export, predict
 from engine.config import Config
 from engine.model import build_model
-from input_pipeline import columns, prepare, preprocessing, sources
+from input_pipeline import columns, prepare, preprocessing, readers, sources
 from input_pipeline.errors import DataError
 from tests.conftest import read_json
 
@@ -51,7 +51,7 @@ def test_a_category_reads_the_same_in_any_file_or_chunk(tmp_path):
   some.to_csv(tmp_path / "some.csv", index=False)
   scores = predict.predict(config.replace(data_path=str(tmp_path / "some.csv")), export_dir,
                            str(tmp_path / "scores.csv"))
-  expected = evaluation.predict_probabilities(model, in_memory(sources.read_csv(
+  expected = evaluation.predict_probabilities(model, in_memory(readers.read_table(
       str(path), ("zip", "txn")).loc[some.index]))
   np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-9)
   written = pd.read_csv(tmp_path / "scores.csv", dtype={"txn": str})
