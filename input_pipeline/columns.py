@@ -4,12 +4,16 @@ Roles:
   label        the 0/1 target (`--label_column`);
   id           kept out of the model, copied into predict output (`--id_columns`);
   time         orders the rows for `--split=time`; not a feature (`--time_column`);
-  categorical  string columns, and integer-coded ones named by `--categorical_columns`;
-  numeric      every other column: numbers, with empty cells as gaps.
+  categorical  text columns, booleans, and integer-coded ones named by
+               `--categorical_columns`; values as the file writes them ("01234" stays that),
+               booleans spelled one way ("true"/"false", whatever the file's case);
+  numeric      every other column: numbers, with empty (or NA-like) cells as gaps.
 
-`assign_roles` decides them once, on the whole frame in memory or on the first chunk of a
-file read in chunks (`--mode=prepare`); `read_rows` then converts every frame or chunk the
-same way, so both paths see the same values.
+The file's cells arrive as input_pipeline/readers.py reads them (CSV: text, a column turned
+into numbers only if every cell of it parses). `assign_roles` decides the roles once, on the
+whole frame in memory or on the first chunk of a file read in chunks (`--mode=prepare`);
+`read_rows` then converts every frame or chunk the same way, and serving converts a role's
+column with the same functions, so every mode sees the same values.
 """
 
 from __future__ import annotations
