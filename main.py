@@ -279,12 +279,13 @@ def main(argv: list[str]) -> None:
   except ConfigError as e:
     fail(str(e))
   if config.data_path:
-    # Every mode reads this file: a missing, empty or unreadable one is reported now, in a
-    # fraction of a second, not after TensorFlow's import and the config dump.
+    # Every mode reads this file: a missing, empty or unreadable one, or one with duplicate
+    # headers, is reported now, in a fraction of a second, not after TensorFlow's import and
+    # the config dump.
     from input_pipeline import readers
     from input_pipeline.errors import DataError
     try:
-      readers.check_path(config.data_path)
+      readers.open_table(config.data_path)
     except DataError as e:
       fail(str(e))
   background = None

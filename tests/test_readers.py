@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from input_pipeline import readers
 from input_pipeline.errors import DataError
+from tests.conftest import run_main
 
 
 @pytest.mark.parametrize("content,message", [
@@ -58,3 +60,25 @@ def test_chunks_are_exact_and_numbered_by_file_row(tmp_path, rows):
   assert [len(c) for c in chunks][:-1] == [rows] * (len(chunks) - 1)
   whole = pd.concat(chunks)
   assert whole.index.tolist() == list(range(7)) and whole["a"].tolist() == list(range(7))
+
+
+@pytest.mark.parametrize("header,named", [
+    ("f1,f1,f2,Class", "'f1'"),
+    ("f1,f2,Class,Class", "'Class'"),  # a join artefact: the label twice
+    ("a,b,a,b,Class", "'a', 'b'"),
+])
+@pytest.mark.parametrize("mode", ["train", "prepare", "predict"])
+def test_duplicate_headers_are_refused_in_one_line(tmp_path, header, named, mode):
+  path = tmp_path / "dup.csv"
+  width = len(header.split(","))
+  path.write_text(header + "\n" + "\n".join(",".join(["1"] * (width - 1) + [str(i % 2)])
+                                            for i in range(20)) + "\n")
+  out = tmp_path / "out"
+  proc = run_main(f"--data_path={path}", f"--mode={mode}", f"--output_dir={out}",
+                  f"--export_dir={tmp_path}", f"--output={out}", f"--model_dir={tmp_path / 'm'}")
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.count("\n") == 1 and "duplicate column name(s)" in proc.stderr
+  assert named in proc.stderr
+  assert not os.path.exists(out) and not os.path.exists(tmp_path / "m")
+  with pytest.raises(DataError, match="duplicate column name"):
+    readers.open_table(str(path))
