@@ -239,6 +239,34 @@ def numeric_values(frame: pd.DataFrame, names: tuple[str, ...]):
   return values, text
 
 
+def served_values(frame: pd.DataFrame, names, nonnegative=()) -> np.ndarray:
+  """The numeric columns of rows to score, refused as training refuses them.
+
+  Raises:
+    DataError: naming the column and the first bad row (the frame's index: the file row):
+      text in a numeric column, Inf, a value beyond ±MAX_ABS_FEATURE, or a negative value in
+      a `nonnegative` column (the credit-card cleaning's Amount, whose log it takes).
+  """
+  values, text = numeric_values(frame, tuple(names))
+  with np.errstate(invalid="ignore"):
+    checks = ((text, "was numeric in training but holds text here, e.g. {cell!r}"),
+              (np.isinf(values), "holds Inf in {n} row(s), e.g. {cell!r}"),
+              (np.isfinite(values) & (np.abs(values) > MAX_ABS_FEATURE),
+               f"holds {{n}} value(s) beyond ±{MAX_ABS_FEATURE:g}, which training refuses, e.g. "
+               "{cell!r}"),
+              (np.isin(np.asarray(names), list(nonnegative))[None, :] & (values < 0),
+               "holds {n} negative value(s), e.g. {cell!r}: the credit-card cleaning takes "
+               "log(Amount + 0.001), and training refuses them"))
+  for bad, message in checks:
+    if bad.any():
+      j = int(np.flatnonzero(bad.any(axis=0))[0])
+      i = int(np.flatnonzero(bad[:, j])[0])
+      cell = str(frame[names[j]].iloc[i])
+      raise DataError(f"column '{names[j]}' " + message.format(n=int(bad[:, j].sum()), cell=cell)
+                      + f" in data row {frame.index[i]} (0-based)")
+  return values
+
+
 def read_rows(frame: pd.DataFrame, roles: Roles, *, drop_invalid_rows: bool,
               require_both_classes: bool = True) -> Rows:
   """Converts `frame` by role; refuses (or drops) rows that cannot be used.

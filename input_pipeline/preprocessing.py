@@ -108,7 +108,9 @@ class Preprocessor:
     missing = [c for c in self.raw_columns if c not in frame.columns]
     if missing:
       raise DataError(f"missing feature column(s): {', '.join(missing)}")
-    numeric, _ = columns_lib.numeric_values(frame, tuple(self.numeric_columns))
+    # Refused as training refuses them: text in a numeric column is no gap.
+    numeric = columns_lib.served_values(frame, self.numeric_columns,
+                                        ["Amount"] if self.log_amount else [])
     categorical = [columns_lib.category_strings(frame[c]) for c in self.categorical_columns]
     return self.encode(self.clean(numeric), categorical)
 
@@ -124,6 +126,7 @@ class Preprocessor:
     blocks = []
     if self.numeric_features:
       columns = {n: tf.cast(raw[n], tf.float64) for n in self.numeric_columns}
+      self._tf_refuse(columns)
       if self.log_amount:
         columns["Log Amount"] = tf.math.log(columns.pop("Amount") + AMOUNT_EPS)
       x = tf.stack([columns[n] for n in self.numeric_features], axis=1)
@@ -144,6 +147,19 @@ class Preprocessor:
       other = 1.0 - gap - tf.reduce_sum(hits, axis=1, keepdims=True)
       blocks.append(tf.concat([other, gap, hits], axis=1))
     return tf.concat(blocks, axis=1)
+
+  def _tf_refuse(self, columns: dict) -> None:
+    """In the graph, what `columns.served_values` refuses in numpy: a caller of the SavedModel
+    signature gets an InvalidArgumentError naming the column, never a silent median."""
+    import tensorflow as tf
+    for name, x in columns.items():
+      tf.debugging.Assert(
+          tf.reduce_all(tf.math.is_nan(x) | (tf.abs(x) <= columns_lib.MAX_ABS_FEATURE)),
+          [f"column '{name}' holds Inf or a value beyond ±{columns_lib.MAX_ABS_FEATURE:g}"])
+    if self.log_amount:
+      tf.debugging.Assert(tf.reduce_all(~(columns["Amount"] < 0)),
+                          ["column 'Amount' holds a negative value: the credit-card cleaning "
+                           "takes log(Amount + 0.001)"])
 
   def save(self, path: str) -> None:
     with open(path, "w") as f:
