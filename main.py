@@ -82,6 +82,9 @@ flags.DEFINE_string("time_column", None, "The column that orders the rows (numbe
 flags.DEFINE_enum("split", "random", ["random", "time"], "random: stratified by class, seeded; "
                   "time: train on the past, the last --test_fraction of the rows in time is "
                   "test and the --validation_fraction before it validation.")
+flags.DEFINE_enum("creditcard_cleaning", "auto", ["auto", "on", "off"], "Drop `Time` and "
+                  "replace `Amount` by log(Amount + 0.001). auto: on the credit-card set itself "
+                  "(a table of exactly its columns); on: wherever those columns are features.")
 flags.DEFINE_integer("max_categories", 100, "Most frequent values kept per categorical column; "
                      "the others share an out-of-vocabulary bucket.")
 flags.DEFINE_integer("min_category_count", 10, "Training rows a category needs to get its own "
@@ -208,7 +211,8 @@ def config_from_flags():
       drop_invalid_rows=FLAGS.drop_invalid_rows, synthetic_rows=FLAGS.synthetic_rows,
       validation_fraction=FLAGS.validation_fraction, test_fraction=FLAGS.test_fraction,
       categorical_columns=tuple(FLAGS.categorical_columns), id_columns=tuple(FLAGS.id_columns),
-      time_column=FLAGS.time_column, split=FLAGS.split, max_categories=FLAGS.max_categories,
+      time_column=FLAGS.time_column, split=FLAGS.split,
+      creditcard_cleaning=FLAGS.creditcard_cleaning, max_categories=FLAGS.max_categories,
       min_category_count=FLAGS.min_category_count,
       max_distinct_values=FLAGS.max_distinct_values,
       # `all` is expanded by engine.compare; its configs are validated as oversample's, the

@@ -16,6 +16,7 @@ DISTRIBUTIONS = ("auto", "default", "one_device", "mirrored", "multi_worker", "t
 CALIBRATIONS = ("platt", "prior")
 DATASETS = ("creditcard", "synthetic")
 SPLITS = ("random", "time")
+CLEANINGS = ("auto", "on", "off")
 # Metrics the early-stopping monitor may name: `val_` + one of these, as the loop computes them
 # on the whole validation split (`auc` and `prc` exact, over all predictions; `*_exact` are
 # their older names).
@@ -55,6 +56,10 @@ class Config:
   # "random": stratified and seeded; "time": the last rows in time are test, the ones before
   # them validation (train on the past, test on the future).
   split: str = "random"
+  # The credit-card cleaning (drop `Time`, log `Amount`; input_pipeline/preprocessing.py):
+  # "auto" applies it to the credit-card set itself (a table of exactly its columns), "on" to
+  # any table that has those columns, "off" never.
+  creditcard_cleaning: str = "auto"
   # A category's vocabulary: its values seen at least `min_category_count` times in training,
   # the `max_categories` most frequent; the rest share one bucket. More distinct values than
   # `max_distinct_values` are refused: counting them would not fit in memory.
@@ -165,6 +170,8 @@ def _require(ok: bool, field: str, value: Any, why: str) -> None:
 def _validate_roles(c: Config) -> None:
   """The split and the column roles: one role per column, never the label."""
   _require(c.split in SPLITS, "split", c.split, f"must be one of {', '.join(SPLITS)}")
+  _require(c.creditcard_cleaning in CLEANINGS, "creditcard_cleaning", c.creditcard_cleaning,
+           f"must be one of {', '.join(CLEANINGS)}")
   _require(c.split != "time" or bool(c.time_column), "time_column", c.time_column,
            "--split=time needs --time_column=<the column that orders the rows>")
   roles = {"categorical_columns": c.categorical_columns, "id_columns": c.id_columns,

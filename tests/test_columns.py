@@ -78,7 +78,7 @@ def test_negative_amounts_are_refused_not_logged_into_gaps():
   frame = pd.DataFrame({"Amount": np.r_[-5.0, np.arange(99.0)], "y": [0, 1] * 50})
   with pytest.raises(DataError, match=r"column 'Amount' holds 1 negative value\(s\), e.g. "
                                       "-5.0: the credit-card cleaning takes log"):
-    preprocessing.prepare(frame, Config(label_column="y"))
+    preprocessing.prepare(frame, Config(label_column="y", creditcard_cleaning="on"))
 
 
 def test_prepare_names_a_missing_time_column(tmp_path):
