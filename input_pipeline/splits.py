@@ -68,19 +68,26 @@ def time_split(times: np.ndarray, labels: np.ndarray, *, validation_fraction: fl
   """The split of each row (0 train, 1 validation, 2 test) by time: the last test_fraction of
   the rows in time order is test, the validation_fraction before them validation.
 
-  Ties in time keep the file's order. Every split must hold both classes: a model cannot be
-  chosen, or judged, on a period without a fraud.
+  Each cut moves to the next change of timestamp, so no timestamp is in two splits (rows of
+  one instant, a day say, are one period: test must not share it with validation), and the
+  later split is smaller by the rows of that instant. Every split must hold both classes: a
+  model cannot be chosen, or judged, on a period without a fraud.
 
   Raises:
     DataError: a split without both classes.
   """
   n = len(times)
   order = np.argsort(times, kind="stable")
+  ordered = np.asarray(times)[order]
   n_test = int(round(n * test_fraction))
   n_val = int(round(n * validation_fraction))
+
+  def next_change(k: int) -> int:  # The first position >= k whose time differs from k-1's.
+    return k if k <= 0 or k >= n else int(np.searchsorted(ordered, ordered[k - 1], "right"))
+
   split = np.zeros(n, np.int8)
-  split[order[n - n_test - n_val:]] = 1
-  split[order[n - n_test:]] = 2
+  split[order[next_change(n - n_test - n_val):]] = 1
+  split[order[next_change(n - n_test):]] = 2
   for s, name in enumerate(("train", "validation", "test")):
     held = labels[split == s]
     if len(held) == 0 or held.min() == held.max():
