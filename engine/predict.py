@@ -76,7 +76,10 @@ def predict(config: Config, export_dir: str, output: str) -> pd.DataFrame:
   scores["probability"] = probabilities
   scores["decision"] = decisions.astype(np.int64)
   try:
-    scores.to_csv(output, index=False, float_format="%.10g")
+    if output.lower().endswith(".parquet"):
+      scores.to_parquet(output, index=False)
+    else:
+      scores.to_csv(output, index=False, float_format="%.10g")
   except OSError as e:
     # pandas raises some OSErrors with a message but no strerror.
     raise ConfigError(f"invalid --output={output}: {e.strerror or e}") from None
