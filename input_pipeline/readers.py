@@ -143,6 +143,10 @@ class Table(abc.ABC):
   columns: list[str]
   infer_text: bool = False
 
+  def rows_estimate(self) -> int | None:
+    """The number of data rows, or an estimate of it, for a progress line; None if unknown."""
+    return None
+
   @abc.abstractmethod
   def _batches(self, rows: int, columns) -> Iterator[pa.Table]:
     """Arrow tables of about `rows` rows (at least one row each), in file order."""
@@ -208,6 +212,16 @@ class CsvTable(Table):
       raise self._error(e) from None
     check_unique(self.columns, path)
 
+  def rows_estimate(self):
+    """From the length of the first rows (a compressed file: unknown)."""
+    with open(self.path, "rb") as f:
+      head = f.read(1 << 16)
+    if head[:2] == b"\x1f\x8b" or head.count(b"\n") < 2:
+      return None
+    header = head.index(b"\n") + 1
+    body = head[header:head.rindex(b"\n") + 1]
+    return int((os.path.getsize(self.path) - header) / (len(body) / body.count(b"\n")))
+
   def _error(self, e: Exception) -> DataError:
     if "Empty CSV file" in str(e):
       return DataError(f"{self.path} is empty")
@@ -256,6 +270,9 @@ class ParquetTable(Table):
     self.schema = schema
     self.columns = list(schema.names)
     check_unique(self.columns, path)
+
+  def rows_estimate(self):
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
 
   def _batches(self, rows, columns):
     for f in self.files:

@@ -49,8 +49,9 @@ def test_a_category_reads_the_same_in_any_file_or_chunk(tmp_path):
                                    export_dir=str(tmp_path / "export"))
   some = frame[frame["zip"].isin(["01234", "1.0"])].head(50).drop(columns="y")
   some.to_csv(tmp_path / "some.csv", index=False)
-  scores = predict.predict(config.replace(data_path=str(tmp_path / "some.csv")), export_dir,
-                           str(tmp_path / "scores.csv"))
+  predict.predict(config.replace(data_path=str(tmp_path / "some.csv")), export_dir,
+                  str(tmp_path / "scores.csv"))
+  scores = pd.read_csv(tmp_path / "scores.csv")
   expected = evaluation.predict_probabilities(model, in_memory(readers.read_table(
       str(path), ("zip", "txn")).loc[some.index]))
   np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-9)
@@ -100,7 +101,7 @@ def test_rows_of_a_single_feature_can_be_scored(tmp_path):
   frame[["x"]].to_csv(tmp_path / "rows.csv", index=False)  # no label: one column
   scores = predict.predict(config.replace(data_path=str(tmp_path / "rows.csv")), export_dir,
                            str(tmp_path / "scores.csv"))
-  assert len(scores) == len(frame)
+  assert scores["rows"] == len(frame) == len(pd.read_csv(tmp_path / "scores.csv"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +161,9 @@ def test_the_export_scores_test_rows_read_raw_as_the_run_scored_them(tmp_path, r
                                    export_dir=str(tmp_path / "export"))
   test_rows = _test_rows(config)
   _raw_lines(path, test_rows, tmp_path / "test.csv")
-  scores = predict.predict(config.replace(data_path=str(tmp_path / "test.csv")), export_dir,
-                           str(tmp_path / "scores.csv"))
+  predict.predict(config.replace(data_path=str(tmp_path / "test.csv")), export_dir,
+                  str(tmp_path / "scores.csv"))
+  scores = pd.read_csv(tmp_path / "scores.csv")
   np.testing.assert_allclose(scores["probability"], run_scores, rtol=0, atol=1e-6)
   written = pd.read_csv(tmp_path / "scores.csv", dtype={"txn": str})
   assert written["txn"].tolist() == [f"{i:07d}" for i in test_rows]

@@ -72,8 +72,9 @@ def test_predict_parquet_to_parquet_scores_as_csv_to_csv(files, tmp_path):
   model = build_model(CONFIG, num_features=splits.num_features, output_bias=-1.0)
   export_dir = export.export_model(model, splits.preprocessor, threshold={"value": 0.5},
                                    export_dir=str(tmp_path / "export"))
-  csv = predict.predict(CONFIG.replace(data_path=str(files / "t.csv")), export_dir,
-                        str(tmp_path / "s.csv"))
+  predict.predict(CONFIG.replace(data_path=str(files / "t.csv")), export_dir,
+                  str(tmp_path / "s.parquet"))
+  csv = pq.read_table(tmp_path / "s.parquet").to_pandas()  # scored from the CSV, unrounded
   for source in ("t.parquet", "parts"):
     out = tmp_path / f"{source}.scores.parquet"
     proc = run_main("--mode=predict", f"--export_dir={export_dir}",
