@@ -113,10 +113,11 @@ def main(argv: list[str]) -> None:
   with console.errors_as_exit_codes():
     config = config_from_flags()
     if config.data_path:
-      # Every mode reads this file: a missing, empty or unreadable one is reported now, in a
-      # fraction of a second, not after TensorFlow's import and the config dump.
-      from input_pipeline import sources
-      sources.check_csv_path(config.data_path)
+      # Every mode reads this file: a missing, empty or unreadable one, or one with duplicate
+      # headers, is reported now, in a fraction of a second, not after TensorFlow's import and
+      # the config dump.
+      from input_pipeline import readers
+      readers.open_table(config.data_path)
     background = None
     if FLAGS.mode == "train":
       # The data starts loading in a second process while TensorFlow imports here.

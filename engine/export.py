@@ -124,6 +124,7 @@ def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_d
                           for c in preprocessor.raw_columns],
           "categorical_columns": preprocessor.categorical_columns,
           "id_columns": preprocessor.id_columns, "time_column": preprocessor.time_column,
+          "nonnegative_columns": ["Amount"] if preprocessor.log_amount else [],
           "label_column": preprocessor.label_column, "logit_shift": logit_shift,
           "calibration": calibration.as_dict(),
           "threshold": {k: v for k, v in threshold.items() if k not in ("validation", "test")}}
@@ -163,6 +164,11 @@ class ExportedModel:
     return self.info.get("categorical_columns", [])
 
   @property
+  def numeric_columns(self) -> list[str]:
+    categorical = set(self.categorical_columns)
+    return [c for c in self.raw_columns if c not in categorical]
+
+  @property
   def threshold(self) -> float:
     return float(self.info["threshold"]["value"])
 
@@ -170,7 +176,8 @@ class ExportedModel:
     """The signature's inputs from the raw columns of `frame` (any order, extra columns ignored).
 
     Raises:
-      DataError: a raw column is missing, a numeric one holds text or Inf.
+      DataError: a raw column is missing; a numeric one holds what training refuses (text,
+        Inf, beyond ±1e100, a negative Amount where the credit-card cleaning takes its log).
     """
     missing = [c for c in self.raw_columns if c not in frame.columns]
     if missing:
@@ -181,20 +188,15 @@ class ExportedModel:
       if kind == "string":
         out[name] = columns_lib.category_strings(frame[column]).astype(str).astype(object)
         continue
-      values, text = columns_lib.numeric_values(frame, (column,))
-      if text.any():
-        i = int(np.flatnonzero(text[:, 0])[0])
-        raise DataError(f"column '{column}' was numeric in training but holds text here, "
-                        f"e.g. {str(frame[column].iloc[i])!r} in data row {i} (0-based)")
-      if np.isinf(values).any():
-        raise DataError(f"column '{column}' holds Inf in {int(np.isinf(values).sum())} row(s), "
-                        f"e.g. data row {int(np.flatnonzero(np.isinf(values[:, 0]))[0])}")
+      values = columns_lib.served_values(frame, [column],
+                                         self.info.get("nonnegative_columns", ()))
       out[name] = values[:, 0]
     return out
 
   def score(self, frame, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities float64, decisions bool) for the rows of `frame`; empty numeric cells are
-    gaps (filled with the training median), as in training.
+    gaps (filled with the training median), as in training; values training refuses are
+    refused.
 
     Raises:
       DataError: see `inputs`.

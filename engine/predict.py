@@ -1,12 +1,15 @@
 """Using an export: score new rows (`--mode=predict`), or measure it on labelled rows
-(`--mode=evaluate`). Both read the CSV as training does, with the label column optional when
-predicting.
+(`--mode=evaluate`). Both read the table (CSV or Parquet) as training does, with the label
+column optional when predicting, and stream it: each chunk of rows is read, scored through the
+export and written (predict) or reduced to a score and a label per row (evaluate) before the
+next is read, so memory does not grow with the file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -14,22 +17,94 @@ import pandas as pd
 from engine import evaluation, threshold
 from engine.config import Config, ConfigError
 from engine.export import ExportedModel
-from input_pipeline import preprocessing, sources
+from engine.progress import format_duration
+from input_pipeline import preprocessing, readers
 from input_pipeline.errors import DataError
 
 ID_COLUMNS = ("id", "ID", "Id", "transaction_id")
+# Rows read, scored and written at a time: bounds the memory, whatever the file's length.
+CHUNK_ROWS = 1 << 17
+PROGRESS_SECONDS = 10.0
 
 
-def _read(config: Config, model: ExportedModel, labelled: bool) -> pd.DataFrame:
-  # Categories and IDs as the file writes them, as training read them ("01234" stays that).
-  return sources.read_csv(config.data_path, (*model.categorical_columns, *model.id_columns),
-                          labelled=labelled)
-
-
-def _check_data_path(config: Config) -> None:
+def _open(config: Config, model, labelled: bool):
   if not config.data_path:
     raise ConfigError("invalid --data_path=None: --mode=predict and --mode=evaluate need the "
-                      "CSV to score")
+                      "table to score")
+  table = readers.open_table(config.data_path)
+  if len(table.columns) < (2 if labelled else 1):
+    raise DataError(f"{config.data_path} has {len(table.columns)} column(s); need a label and "
+                    "at least one feature")
+  missing = [c for c in model.raw_columns if c not in table.columns]
+  if missing:
+    raise DataError(f"missing feature column(s): {', '.join(missing)}")
+  return table
+
+
+def _chunks(table, model, extra: list[str]):
+  """The rows in chunks, only the columns needed; numeric ones as numbers, the others (the
+  categories, IDs and label) as the file writes them, as training read them."""
+  wanted = list(dict.fromkeys([*model.raw_columns, *extra]))
+  return table.chunks(CHUNK_ROWS, numeric=model.numeric_columns, columns=wanted)
+
+
+class _Progress:
+  """A line every PROGRESS_SECONDS: rows scored, rows/s and, when the total is known, ETA."""
+
+  def __init__(self, total: int | None):
+    self.total, self.rows, self.start = total, 0, time.perf_counter()
+    self.last = self.start
+
+  def add(self, rows: int) -> None:
+    self.rows += rows
+    now = time.perf_counter()
+    if now - self.last < PROGRESS_SECONDS:
+      return
+    self.last = now
+    rate = self.rows / max(now - self.start, 1e-9)
+    eta = (f", ETA {format_duration((self.total - self.rows) / rate)}"
+           if self.total and self.total > self.rows else "")
+    logging.info("Scored %d%s rows, %.0f rows/s%s", self.rows,
+                 f" of ~{self.total}" if self.total else "", rate, eta)
+
+
+class _Writer:
+  """The scores, chunk by chunk, into a hidden file beside `output`, renamed over it at the
+  end: a failed run leaves the previous output as it was. Parquet for `*.parquet`, else CSV."""
+
+  def __init__(self, output: str):
+    self.output = output
+    head, tail = os.path.split(output)
+    self.tmp = os.path.join(head, f".{tail}.part")
+    self.parquet = output.lower().endswith(".parquet")
+    self._file = self._parquet = None
+
+  def write(self, scores: pd.DataFrame) -> None:
+    try:
+      if self.parquet:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        table = pa.Table.from_pandas(scores, preserve_index=False)
+        if self._parquet is None:
+          self._parquet = pq.ParquetWriter(self.tmp, table.schema)
+        self._parquet.write_table(table.cast(self._parquet.schema))
+        return
+      if self._file is None:
+        self._file = open(self.tmp, "w", newline="")
+        scores.to_csv(self._file, index=False, float_format="%.10g")
+      else:
+        scores.to_csv(self._file, index=False, header=False, float_format="%.10g")
+    except OSError as e:
+      raise ConfigError(f"invalid --output={self.output}: {e.strerror or e}") from None
+
+  def close(self, keep: bool) -> None:
+    for handle in (self._file, self._parquet):
+      if handle is not None:
+        handle.close()
+    if keep:
+      os.replace(self.tmp, self.output)
+    elif os.path.exists(self.tmp):
+      os.remove(self.tmp)
 
 
 def check_output(output: str) -> None:
@@ -44,46 +119,59 @@ def check_output(output: str) -> None:
     raise ConfigError(f"invalid --output={output}: it is a directory; name a file")
 
 
-def predict(config: Config, export_dir: str, output: str) -> pd.DataFrame:
-  """Scores every row of config.data_path with the export; writes and returns the scores.
+def _id_columns(model, table, path: str) -> list[str]:
+  ids = [c for c in model.id_columns if c in table.columns]
+  if len(ids) < len(model.id_columns):
+    logging.warning("ID column(s) %s of the training data are not in %s; numbering the rows",
+                    ", ".join(c for c in model.id_columns if c not in ids), path)
+  if not ids and not model.id_columns:
+    ids = [c for c in ID_COLUMNS if c in table.columns and c not in model.raw_columns][:1]
+  return ids
+
+
+def predict(config: Config, export_dir: str, output: str) -> dict:
+  """Scores every row of config.data_path with the export, chunk by chunk, into `output`.
 
   The output has one row per input row, in order: the run's ID columns (`--id_columns` at
   training; else a column named like an id if the input has one; else `row`, the 0-based row
   number), then `probability` and `decision` (1 if flagged at the export's threshold).
 
+  Returns:
+    {"rows": rows scored, "flagged": rows flagged, "output": output}.
+
   Raises:
     ConfigError: no --data_path or --output, or an --output that cannot be written.
-    DataError: the CSV lacks a feature column or holds unusable values.
+    DataError: the table lacks a feature column or holds values training refuses (nothing
+      is written then).
   """
   if not output:
-    raise ConfigError("invalid --output=None: --mode=predict needs a CSV path for the scores")
+    raise ConfigError("invalid --output=None: --mode=predict needs a file for the scores")
   check_output(output)
-  _check_data_path(config)
   model = ExportedModel(export_dir)
-  frame = _read(config, model, labelled=False)
-  probabilities, decisions = model.score(frame)
-  ids = [c for c in model.id_columns if c in frame.columns]
-  if len(ids) < len(model.id_columns):
-    logging.warning("ID column(s) %s of the training data are not in %s; numbering the rows",
-                    ", ".join(c for c in model.id_columns if c not in ids), config.data_path)
-  if not ids and not model.id_columns:
-    ids = [c for c in ID_COLUMNS if c in frame.columns and c not in model.raw_columns][:1]
-  scores = frame[ids].copy() if ids else pd.DataFrame({"row": np.arange(len(frame))})
-  scores["probability"] = probabilities
-  scores["decision"] = decisions.astype(np.int64)
+  table = _open(config, model, labelled=False)
+  ids = _id_columns(model, table, config.data_path)
+  writer, progress, flagged, done = _Writer(output), _Progress(table.rows_estimate()), 0, False
   try:
-    scores.to_csv(output, index=False, float_format="%.10g")
-  except OSError as e:
-    # pandas raises some OSErrors with a message but no strerror.
-    raise ConfigError(f"invalid --output={output}: {e.strerror or e}") from None
-  logging.info("Scored %d rows; %d flagged at threshold %.6g; wrote %s", len(scores),
-               int(decisions.sum()), model.threshold, output)
-  return scores
+    for frame in _chunks(table, model, ids):
+      probabilities, decisions = model.score(frame)
+      scores = (frame[ids].reset_index(drop=True) if ids else
+                pd.DataFrame({"row": frame.index.to_numpy(np.int64)}))
+      scores["probability"] = probabilities
+      scores["decision"] = decisions.astype(np.int64)
+      writer.write(scores)
+      flagged += int(decisions.sum())
+      progress.add(len(frame))
+    done = True
+  finally:
+    writer.close(keep=done)
+  logging.info("Scored %d rows; %d flagged at threshold %.6g; wrote %s", progress.rows, flagged,
+               model.threshold, output)
+  return {"rows": progress.rows, "flagged": flagged, "output": output}
 
 
 def evaluate(config: Config, export_dir: str) -> dict:
-  """Metrics of the export on a labelled CSV: exact AUC/PR-AUC, and counts at 0.5 and at the
-  export's threshold.
+  """Metrics of the export on a labelled table: exact AUC/PR-AUC, and counts at 0.5 and at the
+  export's threshold. Only a score and a label per row are kept.
 
   Returns:
     {"rows", "positives", "at_0.5": exact metrics, "threshold": {"value", ..., confusion}}.
@@ -92,15 +180,18 @@ def evaluate(config: Config, export_dir: str) -> dict:
     ConfigError: no --data_path.
     DataError: no label column, bad labels, missing features.
   """
-  _check_data_path(config)
   model = ExportedModel(export_dir)
-  frame = _read(config, model, labelled=True)
+  table = _open(config, model, labelled=True)
   label = model.info.get("label_column", config.label_column)
-  if label not in frame.columns:
+  if label not in table.columns:
     raise DataError(f"label column '{label}' not found in {config.data_path}; "
                     "--mode=evaluate needs labelled rows (use --mode=predict to score)")
-  labels = preprocessing.parse_labels(frame[label], label)
-  probabilities, _ = model.score(frame)
+  labels, scores, progress = [], [], _Progress(table.rows_estimate())
+  for frame in _chunks(table, model, [label]):
+    labels.append(preprocessing.parse_labels(frame[label], label).astype(np.int8))
+    scores.append(model.score(frame)[0])
+    progress.add(len(frame))
+  labels, probabilities = np.concatenate(labels).astype(np.int64), np.concatenate(scores)
   at_half = evaluation.exact_metrics(labels, probabilities)
   th = dict(model.info["threshold"])
   th.update(threshold.confusion(labels, probabilities, model.threshold))

@@ -4,12 +4,16 @@ Roles:
   label        the 0/1 target (`--label_column`);
   id           kept out of the model, copied into predict output (`--id_columns`);
   time         orders the rows for `--split=time`; not a feature (`--time_column`);
-  categorical  string columns, and integer-coded ones named by `--categorical_columns`;
-  numeric      every other column: numbers, with empty cells as gaps.
+  categorical  text columns, booleans, and integer-coded ones named by
+               `--categorical_columns`; values as the file writes them ("01234" stays that),
+               booleans spelled one way ("true"/"false", whatever the file's case);
+  numeric      every other column: numbers, with empty (or NA-like) cells as gaps.
 
-`assign_roles` decides them once, on the whole frame in memory or on the first chunk of a
-file read in chunks (`--mode=prepare`); `read_rows` then converts every frame or chunk the
-same way, so both paths see the same values.
+The file's cells arrive as input_pipeline/readers.py reads them (CSV: text, a column turned
+into numbers only if every cell of it parses). `assign_roles` decides the roles once, on the
+whole frame in memory or on the first chunk of a file read in chunks (`--mode=prepare`);
+`read_rows` then converts every frame or chunk the same way, and serving converts a role's
+column with the same functions, so every mode sees the same values.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from input_pipeline import readers
 from input_pipeline.errors import DataError
 
 # Larger finite values are refused: their squares (about 1e200 and up, summed over the rows)
@@ -65,16 +70,30 @@ def _shown_columns(frame: pd.DataFrame) -> str:
   return ", ".join(map(str, frame.columns[:12])) + (" ..." if len(frame.columns) > 12 else "")
 
 
+def _missing(column: pd.Series) -> np.ndarray:
+  """Empty cells: null (Parquet, pandas) or the empty string (CSV text)."""
+  missing = column.isna().to_numpy()
+  if not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+    missing = missing | (column.astype(str) == "").to_numpy()
+  return missing
+
+
 def category_strings(column: pd.Series) -> np.ndarray:
   """A column's cells as the strings that name categories; "" for an empty cell.
 
-  Numbers are written without a fraction when they are whole, so an integer code reads the
-  same whether pandas typed the column int64 or (with a gap in it) float64: 5411 and 5411.0
-  are both "5411".
+  Text is taken as written ("01234" stays "01234"), except that booleans have one spelling,
+  whatever the file's: `true`/`True`/`TRUE` (and a boolean column's True) are all "true".
+  Numbers (typed columns: Parquet, a frame passed in) are written without a fraction when they
+  are whole, so an integer code reads the same with or without a gap in its column: 5411 and
+  5411.0 are both "5411".
   """
-  missing = column.isna().to_numpy()
-  if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
-    out = column.astype(str).to_numpy(dtype=object)
+  missing = _missing(column)
+  if pd.api.types.is_bool_dtype(column) or _holds_bools(column):
+    out = np.where(column.fillna(False).astype(bool).to_numpy(), "true", "false").astype(object)
+  elif not pd.api.types.is_numeric_dtype(column):
+    text = column.astype(str)
+    lower = text.str.lower()
+    out = np.where(lower.isin(("true", "false")), lower, text).astype(object)
   else:
     values = column.to_numpy(np.float64)
     whole = np.isfinite(values) & (values == np.round(values))
@@ -92,11 +111,19 @@ def _holds_bools(column: pd.Series) -> bool:
   return len(present) > 0 and all(isinstance(v, (bool, np.bool_)) for v in present.head(1000))
 
 
+def text_numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+  """A text column read as numbers: (float64 values, NaN for gaps and text; mask of the cells
+  that hold text, neither a number nor a gap). Gaps are readers.NUMERIC_GAPS."""
+  text = column.astype(str).str.strip()
+  gaps = column.isna().to_numpy() | text.isin(readers.NUMERIC_GAPS).to_numpy()
+  values = pd.to_numeric(text.where(~gaps), errors="coerce").to_numpy(np.float64)
+  return values, np.isnan(values) & ~gaps
+
+
 def _numeric_share(column: pd.Series) -> float:
-  present = column.notna()
-  if not present.any():
-    return 0.0
-  return float(pd.to_numeric(column[present], errors="coerce").notna().mean())
+  values, text = text_numbers(column)
+  present = int((~np.isnan(values)).sum() + text.sum())
+  return float((~np.isnan(values)).sum() / present) if present else 0.0
 
 
 def assign_roles(frame: pd.DataFrame, config) -> Roles:
@@ -127,7 +154,7 @@ def assign_roles(frame: pd.DataFrame, config) -> Roles:
     elif pd.api.types.is_numeric_dtype(column) or _numeric_share(column) >= NUMERIC_SHARE:
       numeric.append(name)  # Cells that do not parse are refused (or dropped) by read_rows.
     else:
-      present = column.dropna()
+      present = column[~_missing(column)]
       distinct = present.nunique()
       if len(present) >= ID_LIKE_MIN_ROWS and distinct >= ID_LIKE_SHARE * len(present):
         raise DataError(f"column '{name}' holds {distinct} distinct strings in {len(present)} "
@@ -148,8 +175,9 @@ _FALSE = {"0", "0.0", "false", "no"}
 
 def parse_labels(column: pd.Series, name: str) -> np.ndarray:
   """0/1 labels (or true/false strings) to int64. Raises DataError on anything else."""
-  if column.isna().any():
-    raise DataError(f"label column '{name}' has {int(column.isna().sum())} empty value(s)")
+  empty = _missing(column)
+  if empty.any():
+    raise DataError(f"label column '{name}' has {int(empty.sum())} empty value(s)")
   if column.dtype == bool:
     return column.to_numpy().astype(np.int64)
   if pd.api.types.is_numeric_dtype(column):
@@ -175,9 +203,14 @@ def parse_times(column: pd.Series, name: str) -> np.ndarray:
   Raises:
     DataError: an empty or unparseable cell (a row with no time cannot be ordered).
   """
+  numbers, text = (None, None)
+  if not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_datetime64_any_dtype(column):
+    numbers, text = text_numbers(column)  # Text of numbers: seconds, as a numeric column.
   if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
     seconds = column.to_numpy(np.float64)
     bad = ~np.isfinite(seconds)
+  elif numbers is not None and not text.any() and np.isfinite(numbers).any():
+    seconds, bad = numbers, ~np.isfinite(numbers)
   else:
     parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
     bad = parsed.isna().to_numpy()
@@ -202,10 +235,36 @@ def numeric_values(frame: pd.DataFrame, names: tuple[str, ...]):
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
       values[:, j] = column.to_numpy(np.float64)
     else:
-      parsed = pd.to_numeric(column, errors="coerce")
-      values[:, j] = parsed.to_numpy(np.float64)
-      text[:, j] = (parsed.isna() & column.notna()).to_numpy()
+      values[:, j], text[:, j] = text_numbers(column)
   return values, text
+
+
+def served_values(frame: pd.DataFrame, names, nonnegative=()) -> np.ndarray:
+  """The numeric columns of rows to score, refused as training refuses them.
+
+  Raises:
+    DataError: naming the column and the first bad row (the frame's index: the file row):
+      text in a numeric column, Inf, a value beyond ±MAX_ABS_FEATURE, or a negative value in
+      a `nonnegative` column (the credit-card cleaning's Amount, whose log it takes).
+  """
+  values, text = numeric_values(frame, tuple(names))
+  with np.errstate(invalid="ignore"):
+    checks = ((text, "was numeric in training but holds text here, e.g. {cell!r}"),
+              (np.isinf(values), "holds Inf in {n} row(s), e.g. {cell!r}"),
+              (np.isfinite(values) & (np.abs(values) > MAX_ABS_FEATURE),
+               f"holds {{n}} value(s) beyond ±{MAX_ABS_FEATURE:g}, which training refuses, e.g. "
+               "{cell!r}"),
+              (np.isin(np.asarray(names), list(nonnegative))[None, :] & (values < 0),
+               "holds {n} negative value(s), e.g. {cell!r}: the credit-card cleaning takes "
+               "log(Amount + 0.001), and training refuses them"))
+  for bad, message in checks:
+    if bad.any():
+      j = int(np.flatnonzero(bad.any(axis=0))[0])
+      i = int(np.flatnonzero(bad[:, j])[0])
+      cell = str(frame[names[j]].iloc[i])
+      raise DataError(f"column '{names[j]}' " + message.format(n=int(bad[:, j].sum()), cell=cell)
+                      + f" in data row {frame.index[i]} (0-based)")
+  return values
 
 
 def read_rows(frame: pd.DataFrame, roles: Roles, *, drop_invalid_rows: bool,

@@ -1,6 +1,7 @@
-"""`--mode=prepare`: a CSV larger than memory, written once into TFRecord shards for streaming.
+"""`--mode=prepare`: a table (CSV or Parquet) larger than memory, written once into TFRecord
+shards for streaming.
 
-`prepare(config, output_dir)` reads the CSV twice, in chunks of `config.prepare_chunk_rows`
+`prepare(config, output_dir)` reads the file twice (input_pipeline/readers.py), in chunks of `config.prepare_chunk_rows`
 rows, and never holds the whole file:
   pass 1: check and clean each chunk exactly as the in-memory path does (column roles from the
           first chunk, `columns.read_rows`, `Preprocessor.clean`), assign every row to
@@ -36,7 +37,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from input_pipeline import columns, preprocessing, sources
+from input_pipeline import columns, preprocessing, readers, sources
 from input_pipeline.errors import DataError
 from input_pipeline.fitting import Fitter, RunningMoments  # noqa: F401 - tests use it
 from input_pipeline.preprocessing import assign_splits
@@ -64,50 +65,31 @@ def _all_files(files: dict) -> list[str]:
   return files["train"]["0"] + files["train"]["1"] + files["validation"] + files["test"]
 
 
-def _csv_chunks(path: str, chunk_rows: int, usecols=None, text_columns=()):
-  """(first row number, frame) for each chunk of the CSV; DataError for an unreadable file.
-
-  `text_columns` are read as text in every chunk (sources.read_csv says why).
-  """
-  sources.check_csv_path(path)
-  try:
-    start = 0
-    with pd.read_csv(path, chunksize=chunk_rows, usecols=usecols,
-                     dtype={c: str for c in text_columns} or None) as reader:
-      for frame in reader:
-        if usecols is None and len(frame.columns) < 2:
-          raise DataError(f"{path} has {len(frame.columns)} column(s); need a label and at "
-                          "least one feature")
-        yield start, frame
-        start += len(frame)
-    if start == 0:
-      raise DataError(f"{path} has a header but no data rows")
-  except pd.errors.EmptyDataError:
-    raise DataError(f"{path} is empty") from None
-  except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as e:
-    if isinstance(e, DataError):
-      raise
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise DataError(f"{path} is not a readable CSV file: {first}") from None
+def _open(path: str):
+  table = readers.open_table(path)
+  if len(table.columns) < 2:
+    raise DataError(f"{path} has {len(table.columns)} column(s); need a label and at least "
+                    "one feature")
+  return table
 
 
-def _unfitted(path: str, config):
+def _unfitted(table, config):
   """The column roles, decided on the file's first chunk (its other chunks must agree), as an
-  unfitted preprocessor; and the file's column names."""
-  explicit = (*config.categorical_columns, *config.id_columns)
-  for _, frame in _csv_chunks(path, config.prepare_chunk_rows, text_columns=explicit):
+  unfitted preprocessor."""
+  text = set(sources.text_columns(config))
+  numeric = [c for c in table.columns if c not in text] if table.infer_text else None
+  for frame in table.chunks(config.prepare_chunk_rows, numeric=numeric):
     roles = columns.assign_roles(frame, config)
-    return preprocessing.unfitted_preprocessor(roles, config), list(map(str, frame.columns))
+    return preprocessing.unfitted_preprocessor(roles, config)
 
 
-def _chunks_by_role(path: str, config, pre):
-  return _csv_chunks(path, config.prepare_chunk_rows,
-                     text_columns=(*pre.categorical_columns, *pre.id_columns))
+def _chunks_by_role(table, config, pre):
+  """Each chunk read as the roles say: the numeric columns as numbers, the others as text."""
+  return table.chunks(config.prepare_chunk_rows, numeric=pre.numeric_columns)
 
 
-def _read_chunk(frame: pd.DataFrame, start: int, config, pre):
+def _read_chunk(frame: pd.DataFrame, config, pre):
   """(checked rows, cleaned numeric features) of one chunk, by the roles `pre` holds."""
-  frame = frame.set_axis(np.arange(start, start + len(frame)), axis=0)
   roles = columns.Roles(label=config.label_column, numeric=tuple(pre.numeric_columns),
                         categorical=tuple(pre.categorical_columns), ids=tuple(pre.id_columns),
                         time=pre.time_column)
@@ -119,19 +101,18 @@ def _read_chunk(frame: pd.DataFrame, start: int, config, pre):
 class _Splitter:
   """The split of each row number: a hash (`--split=random`), or the time order (`time`)."""
 
-  def __init__(self, path: str, config):
+  def __init__(self, table, config):
     self.kw = dict(seed=config.seed, validation_fraction=config.validation_fraction,
                    test_fraction=config.test_fraction)
     self.by_row, self.time_column = None, config.time_column
     if config.split == "time":
-      self.by_row = self._time_pass(path, config)
+      self.by_row = self._time_pass(table, config)
 
-  def _time_pass(self, path: str, config) -> np.ndarray:
+  def _time_pass(self, table, config) -> np.ndarray:
     t0 = time.perf_counter()
     times, labels = [], []
-    for start, frame in _csv_chunks(path, config.prepare_chunk_rows,
-                                    usecols=[config.time_column, config.label_column]):
-      frame = frame.set_axis(np.arange(start, start + len(frame)), axis=0)
+    for frame in table.chunks(config.prepare_chunk_rows, numeric=(),
+                              columns=[config.time_column, config.label_column]):
       times.append(columns.parse_times(frame[config.time_column], config.time_column))
       labels.append(columns.parse_labels(frame[config.label_column], config.label_column))
     split = preprocessing.time_split(np.concatenate(times), np.concatenate(labels),
@@ -216,13 +197,13 @@ def remove_prepared(output_dir: str) -> None:
       os.remove(path)
 
 
-def _statistics_pass(path: str, config, splitter: _Splitter, pre):
+def _statistics_pass(table, config, splitter: _Splitter, pre):
   """Pass 1: (the fitted preprocessor, training-row count, counts [split, class])."""
   t0 = time.perf_counter()
   fitter = Fitter(pre, config)
   counts = np.zeros((3, 2), np.int64)  # [split, class]
-  for start, frame in _chunks_by_role(path, config, pre):
-    rows, cleaned = _read_chunk(frame, start, config, pre)
+  for frame in _chunks_by_role(table, config, pre):
+    rows, cleaned = _read_chunk(frame, config, pre)
     split = splitter(rows.index)
     train = split == 0
     fitter.update(rows.index[train], cleaned[train], [c[train] for c in rows.categorical])
@@ -237,7 +218,7 @@ def _statistics_pass(path: str, config, splitter: _Splitter, pre):
   return fitter.finish(), fitter.rows, counts
 
 
-def _write_pass(path: str, config, splitter: _Splitter, pre, output_dir: str,
+def _write_pass(table, config, splitter: _Splitter, pre, output_dir: str,
                 files: dict) -> dict:
   """Pass 2: scale and write the shards; returns {file name: rows written}.
 
@@ -252,8 +233,9 @@ def _write_pass(path: str, config, splitter: _Splitter, pre, output_dir: str,
              for name in _all_files(files)}
   next_shard = np.zeros((3, 2), np.int64)
   try:
-    for start, frame in _chunks_by_role(path, config, pre):
-      rows, cleaned = _read_chunk(frame, start, config, pre)
+    for frame in _chunks_by_role(table, config, pre):
+      start = int(frame.index[0])
+      rows, cleaned = _read_chunk(frame, config, pre)
       labels = rows.labels
       split = splitter(rows.index)
       x = pre.encode(cleaned, rows.categorical)
@@ -295,21 +277,23 @@ def prepare(config, output_dir: str) -> dict:
   elif config.dataset == "creditcard":
     path = sources.fetch_creditcard()
   else:
-    raise DataError("--mode=prepare reads a CSV: pass --data_path (or --dataset=creditcard)")
-  pre, names = _unfitted(path, config)
-  splitter = _Splitter(path, config)
-  pre, train_rows, counts = _statistics_pass(path, config, splitter, pre)
+    raise DataError("--mode=prepare reads a table file: pass --data_path (or "
+                    "--dataset=creditcard)")
+  table = _open(path)
+  pre = _unfitted(table, config)
+  splitter = _Splitter(table, config)
+  pre, train_rows, counts = _statistics_pass(table, config, splitter, pre)
   if config.fresh and os.path.isdir(output_dir):
     remove_prepared(output_dir)
   os.makedirs(output_dir, exist_ok=True)
   files = _shard_files(config.prepare_shards)
   t1 = time.perf_counter()
-  rows = _write_pass(path, config, splitter, pre, output_dir, files)
+  rows = _write_pass(table, config, splitter, pre, output_dir, files)
   logging.info("Prepare pass 2 (write): %.1f s", time.perf_counter() - t1)
   metadata = {
       "format_version": FORMAT_VERSION,
       "source": os.path.abspath(path),
-      "columns": names,
+      "columns": table.columns,
       "label_column": config.label_column,
       "feature_names": pre.feature_names,
       "num_features": len(pre.feature_names),

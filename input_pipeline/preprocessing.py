@@ -4,11 +4,13 @@ Steps, in order (all recorded in `Preprocessor`, saved as `preprocessing.json` i
 directory and inside the export, so a trained model scores raw rows):
   1. column roles and row checks (input_pipeline/columns.py): label, ID, time, categorical and
      numeric columns; text in a numeric column, Inf or |x| > 1e100 are refused or dropped;
-  2. credit-card cleaning, only when those columns are features: drop `Time` (seconds since the
+  2. credit-card cleaning, on the credit-card set itself (a table of exactly its columns) or
+     where `--creditcard_cleaning=on` asks for it, and logged: drop `Time` (seconds since the
      first transaction: it orders the rows, it does not describe them) and replace `Amount` by
-     `log(Amount + 0.001)` (amounts span five orders of magnitude; 0.001 keeps zero amounts finite);
-  3. the split: stratified and seeded (`--split=random`), or by time (`--split=time`: the last
-     rows in time are test, the ones before them validation);
+     `log(Amount + 0.001)` (amounts span five orders of magnitude; 0.001 keeps zero amounts
+     finite). Elsewhere a `Time` or `Amount` column is an ordinary feature;
+  3. the split (input_pipeline/splits.py): stratified and seeded (`--split=random`), or by time
+     (`--split=time`: the last rows in time are test, the ones before them validation);
   4. fitted on the training split only (input_pipeline/fitting.py): numeric gaps filled with the
      median, a 0/1 missing indicator for each column that had gaps, standardised and clipped to
      [-clip, clip]; each categorical column one-hot over its vocabulary plus an out-of-vocabulary
@@ -24,14 +26,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pandas as pd
 
 from input_pipeline import columns as columns_lib
+from input_pipeline import sources
 from input_pipeline.columns import parse_labels  # noqa: F401 - part of this module's interface
 from input_pipeline.errors import DataError
-from input_pipeline.fitting import Fitter, splitmix64
+from input_pipeline.fitting import Fitter
+# The splits, part of this module's interface since before they had a module of their own.
+from input_pipeline.splits import (assign_splits, split_rows, stratified_split,  # noqa: F401
+                                   time_split)
 
 AMOUNT_EPS = 0.001  # log(Amount + eps): zero amounts exist in the data.
 OOV, MISSING = "<other>", "<missing>"  # The two buckets before each vocabulary.
@@ -58,9 +65,15 @@ class Preprocessor:
   time_column: str | None = None
 
   @property
+  def served_numeric(self) -> list[str]:
+    """The numeric columns the model uses: all but a dropped `Time`."""
+    return [c for c in self.numeric_columns if not (self.drop_time and c == "Time")]
+
+  @property
   def raw_columns(self) -> list[str]:
-    """The columns a row to score must have: numeric, then categorical."""
-    return list(self.numeric_columns) + list(self.categorical_columns)
+    """The columns a row to score must have (exactly those the model uses): numeric, then
+    categorical."""
+    return self.served_numeric + list(self.categorical_columns)
 
   def output_names(self) -> list[str]:
     names = list(self.numeric_features) + [f"{n} missing" for n in self.missing_indicators]
@@ -108,7 +121,11 @@ class Preprocessor:
     missing = [c for c in self.raw_columns if c not in frame.columns]
     if missing:
       raise DataError(f"missing feature column(s): {', '.join(missing)}")
-    numeric, _ = columns_lib.numeric_values(frame, tuple(self.numeric_columns))
+    # Refused as training refuses them: text in a numeric column is no gap.
+    numeric = columns_lib.served_values(frame, self.served_numeric,
+                                        ["Amount"] if self.log_amount else [])
+    if self.drop_time:  # Not read: `clean` drops it.
+      numeric = np.insert(numeric, self.numeric_columns.index("Time"), np.nan, axis=1)
     categorical = [columns_lib.category_strings(frame[c]) for c in self.categorical_columns]
     return self.encode(self.clean(numeric), categorical)
 
@@ -123,7 +140,8 @@ class Preprocessor:
     import tensorflow as tf
     blocks = []
     if self.numeric_features:
-      columns = {n: tf.cast(raw[n], tf.float64) for n in self.numeric_columns}
+      columns = {n: tf.cast(raw[n], tf.float64) for n in self.served_numeric}
+      self._tf_refuse(columns)
       if self.log_amount:
         columns["Log Amount"] = tf.math.log(columns.pop("Amount") + AMOUNT_EPS)
       x = tf.stack([columns[n] for n in self.numeric_features], axis=1)
@@ -144,6 +162,19 @@ class Preprocessor:
       other = 1.0 - gap - tf.reduce_sum(hits, axis=1, keepdims=True)
       blocks.append(tf.concat([other, gap, hits], axis=1))
     return tf.concat(blocks, axis=1)
+
+  def _tf_refuse(self, columns: dict) -> None:
+    """In the graph, what `columns.served_values` refuses in numpy: a caller of the SavedModel
+    signature gets an InvalidArgumentError naming the column, never a silent median."""
+    import tensorflow as tf
+    for name, x in columns.items():
+      tf.debugging.Assert(
+          tf.reduce_all(tf.math.is_nan(x) | (tf.abs(x) <= columns_lib.MAX_ABS_FEATURE)),
+          [f"column '{name}' holds Inf or a value beyond ±{columns_lib.MAX_ABS_FEATURE:g}"])
+    if self.log_amount:
+      tf.debugging.Assert(tf.reduce_all(~(columns["Amount"] < 0)),
+                          ["column 'Amount' holds a negative value: the credit-card cleaning "
+                           "takes log(Amount + 0.001)"])
 
   def save(self, path: str) -> None:
     with open(path, "w") as f:
@@ -177,85 +208,16 @@ class Splits:
                             ("test", self.y_test))}
 
 
-def _check_split_sizes(n: int, cls, validation_fraction: float, test_fraction: float):
-  n_test = int(round(n * test_fraction))
-  n_val = int(round(n * validation_fraction))
-  if min(n_test, n_val, n - n_test - n_val) < 1:
-    raise DataError(f"class {cls} has {n} row(s): too few to stratify into train/validation/"
-                    f"test splits of {1 - validation_fraction - test_fraction:.0%}/"
-                    f"{validation_fraction:.0%}/{test_fraction:.0%}")
-  return n_test, n_val
-
-
-def stratified_split(labels: np.ndarray, *, validation_fraction: float, test_fraction: float,
-                     seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Row indices of train, validation and test, each holding every class in proportion.
-
-  Raises:
-    DataError: if a class has too few rows to put at least one in every split.
-  """
-  rng = np.random.default_rng(seed)
-  parts = ([], [], [])
-  for cls in (0, 1):
-    idx = np.flatnonzero(labels == cls)
-    rng.shuffle(idx)
-    n_test, n_val = _check_split_sizes(len(idx), cls, validation_fraction, test_fraction)
-    parts[0].append(idx[n_test + n_val:])
-    parts[1].append(idx[n_test:n_test + n_val])
-    parts[2].append(idx[:n_test])
-  # Sorted, so each split keeps the file's order; datasets shuffle on their own.
-  return tuple(np.sort(np.concatenate(p)) for p in parts)
-
-
-# --mode=prepare's random split: a file too large to shuffle is split row by row (prepare.py's
-# docstring says what that costs in the proportions).
-def assign_splits(rows: np.ndarray, *, seed: int, validation_fraction: float,
-                  test_fraction: float) -> np.ndarray:
-  """Split of each row (0 train, 1 validation, 2 test), from its row number in the file.
-
-  Args:
-    rows: row numbers (0-based, data rows of the file).
-    seed: the run seed; another seed gives another split.
-    validation_fraction: probability that a row goes to validation.
-    test_fraction: probability that a row goes to test.
-
-  Returns:
-    int8 array like `rows`.
-  """
-  keys = np.asarray(rows, np.uint64) ^ splitmix64(np.full(1, seed, np.uint64))
-  u = (splitmix64(keys) >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # [0, 1)
-  out = np.zeros(len(keys), np.int8)
-  out[u < test_fraction + validation_fraction] = 1
-  out[u < test_fraction] = 2
-  return out
-
-
-def time_split(times: np.ndarray, labels: np.ndarray, *, validation_fraction: float,
-               test_fraction: float) -> np.ndarray:
-  """The split of each row (0 train, 1 validation, 2 test) by time: the last test_fraction of
-  the rows in time order is test, the validation_fraction before them validation.
-
-  Ties in time keep the file's order. Every split must hold both classes: a model cannot be
-  chosen, or judged, on a period without a fraud.
-
-  Raises:
-    DataError: a split without both classes.
-  """
-  n = len(times)
-  order = np.argsort(times, kind="stable")
-  n_test = int(round(n * test_fraction))
-  n_val = int(round(n * validation_fraction))
-  split = np.zeros(n, np.int8)
-  split[order[n - n_test - n_val:]] = 1
-  split[order[n - n_test:]] = 2
-  for s, name in enumerate(("train", "validation", "test")):
-    held = labels[split == s]
-    if len(held) == 0 or held.min() == held.max():
-      raise DataError(f"the {name} split of the time-ordered split (--split=time) holds "
-                      f"{len(held)} row(s) and {int(held.sum())} positive(s): it needs both "
-                      "classes; change --validation_fraction/--test_fraction or use "
-                      "--split=random")
-  return split
+def _cleaning(roles: columns_lib.Roles, config) -> tuple[bool, bool]:
+  """(drop Time, log Amount): on the credit-card set itself (its columns exactly, as fetched,
+  synthetic, or a copy passed by --data_path), or anywhere with --creditcard_cleaning=on."""
+  if config.creditcard_cleaning == "off":
+    return False, False
+  if config.creditcard_cleaning == "auto":
+    named = {roles.label, *roles.numeric, *roles.categorical, *roles.ids, roles.time} - {None}
+    if named != set(sources.CREDITCARD_COLUMNS):
+      return False, False
+  return "Time" in roles.numeric, "Amount" in roles.numeric
 
 
 def unfitted_preprocessor(roles: columns_lib.Roles, config) -> Preprocessor:
@@ -265,8 +227,11 @@ def unfitted_preprocessor(roles: columns_lib.Roles, config) -> Preprocessor:
   both feed the model identical features.
   """
   raw = list(roles.numeric)
-  drop_time = "Time" in raw
-  log_amount = "Amount" in raw
+  drop_time, log_amount = _cleaning(roles, config)
+  if drop_time or log_amount:
+    logging.info("Credit-card cleaning (--creditcard_cleaning=%s):%s%s",
+                 config.creditcard_cleaning, " dropping 'Time';" if drop_time else "",
+                 " 'Amount' -> 'Log Amount' = log(Amount + 0.001)" if log_amount else "")
   names = [c for c in raw if not (drop_time and c == "Time")]
   if log_amount:
     names = [c for c in names if c != "Amount"] + ["Log Amount"]
@@ -277,18 +242,6 @@ def unfitted_preprocessor(roles: columns_lib.Roles, config) -> Preprocessor:
                       label_column=config.label_column,
                       categorical_columns=list(roles.categorical), id_columns=list(roles.ids),
                       time_column=roles.time)
-
-
-def split_rows(rows: columns_lib.Rows, config) -> np.ndarray:
-  """The split (0 train, 1 validation, 2 test) of each of these rows, as the config says."""
-  if config.split == "time":
-    return time_split(rows.times, rows.labels, validation_fraction=config.validation_fraction,
-                      test_fraction=config.test_fraction)
-  split = np.zeros(len(rows.labels), np.int8)
-  _, val, test = stratified_split(rows.labels, validation_fraction=config.validation_fraction,
-                                  test_fraction=config.test_fraction, seed=config.seed)
-  split[val], split[test] = 1, 2
-  return split
 
 
 def prepare(frame: pd.DataFrame, config) -> Splits:

@@ -1,4 +1,5 @@
-"""Where the rows come from: the verified credit-card set, a user's CSV, or synthetic data.
+"""Where the rows come from: the verified credit-card set, a user's table (CSV or Parquet,
+read by input_pipeline/readers.py), or synthetic data.
 
 The credit-card set is resolved in this order, and every copy is verified (sha256, row and
 positive counts) before it is cached or used:
@@ -22,6 +23,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 
+from input_pipeline import readers
 from input_pipeline.errors import DataError
 
 CREDITCARD_URL = "https://storage.googleapis.com/download.tensorflow.org/data/creditcard.csv"
@@ -179,35 +181,6 @@ def synthetic_creditcard(rows: int, seed: int) -> pd.DataFrame:
   return frame
 
 
-def _looks_binary(path: str) -> bool:
-  with open(path, "rb") as f:
-    head = f.read(8192)
-  if head[:2] == b"\x1f\x8b":  # gzip: pandas reads it; check the inflated head instead.
-    import gzip
-    try:
-      with gzip.open(path, "rb") as g:
-        head = g.read(8192)
-    except (OSError, EOFError):
-      return True
-  return b"\x00" in head
-
-
-def check_csv_path(path: str) -> None:
-  """Raises DataError unless `path` is a non-empty file that looks like text."""
-  if not os.path.exists(path):
-    raise DataError(f"data file not found: {path}")
-  if os.path.isdir(path):
-    raise DataError(f"--data_path={path} is a directory, not a CSV file")
-  if os.path.getsize(path) == 0:
-    raise DataError(f"{path} is empty")
-  try:
-    binary = _looks_binary(path)
-  except OSError as e:
-    raise DataError(f"{path} cannot be read: {e.strerror}") from None
-  if binary:
-    raise DataError(f"{path} is not a CSV file (it holds binary data)")
-
-
 FINGERPRINT_BLOCK = 1 << 20
 FINGERPRINT_INNER_BLOCKS = 14
 
@@ -225,6 +198,11 @@ def fingerprint(path: str) -> str:
   Raises:
     OSError: the file cannot be read.
   """
+  if os.path.isdir(path):  # A Parquet directory: its files' names and fingerprints.
+    h = hashlib.sha256()
+    for f in readers.parquet_files(path):
+      h.update(f"{os.path.relpath(f, path)} {fingerprint(f)}\n".encode())
+    return h.hexdigest()
   size = os.path.getsize(path)
   h = hashlib.sha256(f"size {size}\n".encode())
   block, inner = FINGERPRINT_BLOCK, FINGERPRINT_INNER_BLOCKS
@@ -240,38 +218,20 @@ def fingerprint(path: str) -> str:
   return h.hexdigest()
 
 
-def read_csv(path: str, text_columns=(), labelled: bool = True) -> pd.DataFrame:
-  """Reads a CSV or CSV.gz, refusing what is not one with a DataError naming the problem.
-
-  `text_columns` are read as the file writes them, not as numbers pandas guesses: a category
-  ("01234", "5411.0") or an ID must read the same in every file and every chunk. A `labelled`
-  file needs a label column besides its features; rows to score need only the features.
-  """
-  check_csv_path(path)
-  try:
-    frame = pd.read_csv(path, dtype={c: str for c in text_columns} or None)
-  except DataError:
-    raise
-  except pd.errors.EmptyDataError:
-    raise DataError(f"{path} is empty") from None
-  except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as e:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise DataError(f"{path} is not a readable CSV file: {first}") from None
-  if len(frame.columns) < (2 if labelled else 1):
-    raise DataError(f"{path} has {len(frame.columns)} column(s); need a label and at least "
-                    "one feature")
-  if len(frame) == 0:
-    raise DataError(f"{path} has a header but no data rows")
-  return frame
-
-
 def load_frame(config) -> tuple[pd.DataFrame, str]:
   """Returns the raw frame the config names and a short description of where it came from."""
   if config.data_path:
-    return (read_csv(config.data_path, (*config.categorical_columns, *config.id_columns)),
-            config.data_path)
+    return readers.read_table(config.data_path, text_columns(config)), config.data_path
   if config.dataset == "synthetic":
     return (synthetic_creditcard(config.synthetic_rows, config.seed),
             f"synthetic({config.synthetic_rows} rows, seed {config.seed})")
   path = fetch_creditcard()
-  return read_csv(path), path
+  return readers.read_table(path, text_columns(config)), path
+
+
+def text_columns(config) -> tuple[str, ...]:
+  """The columns a CSV keeps as text whatever they hold: the label, time, ID and categorical
+  ones (each is converted by its role, the same way in every mode)."""
+  named = (config.label_column, config.time_column, *config.id_columns,
+           *config.categorical_columns)
+  return tuple(c for c in named if c)

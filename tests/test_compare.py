@@ -51,8 +51,15 @@ def test_runs_start_from_the_saved_weights_with_their_own_bias(all_run):
   log = open(os.path.join(os.path.dirname(all_run), "stdout.log")).read()
   # The two later runs load them (and then set their own bias, which the loop logs).
   assert log.count("Starting from the shared initial weights") == 2
-  # The oversampled stream's prior is its positive fraction (default 0.005): bias log(p/(1-p)).
-  assert "Strategy oversample: class weights [1.0, 1.0], initial output bias -5.2933" in log
+  # The oversampled stream's prior is its positive share: bias log(p/(1-p)), with p by default
+  # three times the training split's fraud rate.
+  import re
+  rows, positives = map(int, re.search(r"train +(\d+) rows, +(\d+) positives", log).groups())
+  share, bias = map(float, re.search(r"Strategy oversample: positive share ([0-9.e-]+), class "
+                                     r"weights \[1.0, 1.0\], output bias ([-0-9.]+)",
+                                     log).groups())
+  assert share == pytest.approx(3 * positives / rows, rel=1e-3)
+  assert bias == pytest.approx(np.log(share / (1 - share)), abs=1e-4)
   # One line per epoch with its ETA; no progress bar in a log (stdout is not a terminal).
   assert log.count("  ETA ") == 3 * 2 and "steps, " not in log
   # The closing block names both comparison files and the TensorBoard command.

@@ -1,4 +1,5 @@
 import json
+import re
 import os
 
 import numpy as np
@@ -10,7 +11,7 @@ from engine.config import Config
 from tests.builders import build_model, logits
 from input_pipeline import preprocessing
 from input_pipeline.errors import DataError
-from tests.conftest import small_frame
+from tests.conftest import run_main, small_frame
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,7 @@ def test_export_reproduces_the_engine_from_raw_columns(exported):
 def test_serving_default_takes_named_raw_columns(exported):
   frame, engine_probs, threshold, path, loaded = exported
   signature = loaded.loaded.signatures["serving_default"]
-  inputs = {c: tf.constant(frame[c].to_numpy(np.float64)[:50])
-            for c in frame.columns if c != "Class"}
+  inputs = {c: tf.constant(frame[c].to_numpy(np.float64)[:50]) for c in loaded.raw_columns}
   out = signature(**inputs)
   np.testing.assert_allclose(out["probability"].numpy(), engine_probs[:50], atol=1e-5)
   np.testing.assert_array_equal(out["decision"].numpy(), engine_probs[:50] >= threshold)
@@ -50,7 +50,8 @@ def test_serving_json_names_columns_and_threshold(exported):
   frame, _, threshold, path, _ = exported
   with open(os.path.join(path, export.SERVING_JSON)) as f:
     info = json.load(f)
-  assert info["raw_columns"] == [c for c in frame.columns if c != "Class"]
+  # Exactly the columns the model uses: the credit-card cleaning drops Time.
+  assert info["raw_columns"] == [c for c in frame.columns if c not in ("Class", "Time")]
   assert info["threshold"] == {"value": threshold, "target_recall": 0.9}
   assert not os.path.exists(path + ".tmp")
 
@@ -96,3 +97,48 @@ def test_columns_tensorflow_would_rename_still_serve(tmp_path):
   probs, _ = loaded.score(frame.drop(columns=["Class"]))
   np.testing.assert_allclose(probs, evaluation.predict_probabilities(
       model, splits.preprocessor(frame)), rtol=0, atol=1e-6)
+
+
+def _poison(frame, column, value, row=5):
+  frame = frame.drop(columns=["Class"]).astype({column: object})
+  frame.loc[row, column] = value
+  return frame
+
+
+REFUSED = [("Amount", -3.5, r"column 'Amount' holds 1 negative value\(s\), e.g. '-3.5'"),
+           ("V4", "n/a?", r"column 'V4' was numeric in training but holds text here"),
+           ("V5", np.inf, r"column 'V5' holds Inf in 1 row"),
+           ("V6", 1e101, r"column 'V6' holds 1 value\(s\) beyond ±1e\+100")]
+
+
+@pytest.mark.parametrize("column,value,message", REFUSED)
+def test_serving_refuses_what_training_refuses(exported, column, value, message):
+  """Never a silent fill with the median: the SavedModel path (ExportedModel) and the numpy
+  path (Preprocessor) name the column and the row; the signature itself fails too."""
+  frame, _, _, path, loaded = exported
+  bad = _poison(frame, column, value)
+  with pytest.raises(DataError, match=message + ".* in data row 5"):
+    loaded.score(bad)
+  pre = preprocessing.prepare(frame, Config(hidden_units=(8, 4))).preprocessor
+  with pytest.raises(DataError, match=f"column '{column}'"):
+    pre(bad)
+  if isinstance(value, float):
+    inputs = {c: tf.constant(frame[c].to_numpy(np.float64)[:10]) for c in loaded.raw_columns}
+    inputs[column] = tf.constant(np.r_[value, np.zeros(9)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=column):
+      loaded.loaded.signatures["serving_default"](**inputs)
+
+
+@pytest.mark.parametrize("column,value,message", REFUSED[:2])
+def test_predict_refuses_them_in_one_line_and_writes_nothing(exported, tmp_path, column, value,
+                                                             message):
+  frame, _, _, path, _ = exported
+  rows = tmp_path / "rows.csv"
+  _poison(frame, column, value).to_csv(rows, index=False)
+  out = tmp_path / "scores.csv"
+  out.write_text("kept\n")
+  proc = run_main("--mode=predict", f"--export_dir={path}", f"--data_path={rows}",
+                  f"--output={out}")
+  assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+  assert re.search(message, proc.stderr), proc.stderr
+  assert out.read_text() == "kept\n" and set(os.listdir(tmp_path)) == {"rows.csv", "scores.csv"}

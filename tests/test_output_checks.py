@@ -14,6 +14,8 @@ class _FakeExport:
   raw_columns = [f"V{i}" for i in range(1, 29)]
   id_columns: list = []
   categorical_columns: list = []
+  numeric_columns = raw_columns
+  info: dict = {}
   threshold = 0.5
 
   def __init__(self, export_dir):
@@ -40,7 +42,7 @@ def test_predict_names_a_missing_output_directory(tmp_path, csv, monkeypatch):
                           "does not exist")
   # The check is the output's only: a good path still writes the scores.
   scores = predict.predict(Config(data_path=csv), "unused", str(tmp_path / "scores.csv"))
-  assert len(scores) == 50 and (tmp_path / "scores.csv").exists()
+  assert scores["rows"] == 50 and (tmp_path / "scores.csv").exists()
 
 
 def test_predict_refuses_an_output_under_a_file_or_that_is_a_directory(tmp_path, csv,

@@ -89,8 +89,9 @@ def test_an_id_column_is_kept(all_run, test_rows, tmp_path):
   path = tmp_path / "with_id.csv"
   test_rows.head(20).drop(columns=["Class"]).assign(id=[f"tx{i}" for i in range(20)]).to_csv(
       path, index=False)
-  scores = predict.predict(CONFIG.replace(data_path=str(path)),
-                           os.path.join(all_run, "baseline", "export"), str(tmp_path / "s.csv"))
+  predict.predict(CONFIG.replace(data_path=str(path)),
+                  os.path.join(all_run, "baseline", "export"), str(tmp_path / "s.csv"))
+  scores = pd.read_csv(tmp_path / "s.csv")
   assert scores["id"].tolist() == [f"tx{i}" for i in range(20)]
 
 
@@ -98,3 +99,62 @@ def test_predict_needs_an_output(all_run):
   with pytest.raises(Exception, match="--output"):
     predict.predict(CONFIG.replace(data_path="x.csv"), os.path.join(all_run, "baseline", "export"),
                     None)
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+  """An export of an untrained model (scores vary by row) and the labelled rows it scores."""
+  from engine import export
+  from tests.builders import build_model
+  from tests.conftest import small_frame
+  d = tmp_path_factory.mktemp("stream")
+  frame = small_frame(rows=1000, positives=30).assign(id=[f"t{i:04d}" for i in range(1000)])
+  config = Config(hidden_units=(8,), id_columns=("id",))
+  splits = preprocessing.prepare(frame, config)
+  model = build_model(config, num_features=splits.num_features, output_bias=-1.0)
+  path = export.export_model(model, splits.preprocessor, threshold={"value": 0.3},
+                             export_dir=str(d / "export"))
+  frame.to_csv(d / "rows.csv", index=False)
+  return path, str(d / "rows.csv"), frame
+
+
+@pytest.mark.parametrize("chunk", [7, 1000, 4096])
+def test_predict_streams_chunks_in_order_with_ids_and_progress(small_export, tmp_path, chunk,
+                                                               monkeypatch, caplog):
+  import logging
+  path, rows, frame = small_export
+  monkeypatch.setattr(predict, "CHUNK_ROWS", chunk)
+  monkeypatch.setattr(predict, "PROGRESS_SECONDS", 0.0)
+  with caplog.at_level(logging.INFO):
+    summary = predict.predict(Config(data_path=rows), path, str(tmp_path / "s.csv"))
+  scores = pd.read_csv(tmp_path / "s.csv")
+  assert summary["rows"] == len(scores) == len(frame)
+  assert scores["id"].tolist() == frame["id"].tolist()
+  expected, _ = ExportedModel(path).score(frame)
+  np.testing.assert_allclose(scores["probability"], expected, rtol=1e-9)
+  assert "rows/s" in caplog.text and "ETA" in caplog.text  # the progress line
+  assert not [f for f in os.listdir(tmp_path) if f.endswith(".part")]
+
+
+def test_evaluate_streams_to_the_in_memory_metrics(small_export, monkeypatch):
+  from engine import evaluation
+  path, rows, frame = small_export
+  monkeypatch.setattr(predict, "CHUNK_ROWS", 64)
+  metrics = predict.evaluate(Config(data_path=rows), path)
+  expected = evaluation.exact_metrics(frame["Class"].to_numpy(),
+                                      ExportedModel(path).score(frame)[0])
+  assert metrics["rows"] == len(frame) and metrics["at_0.5"] == expected  # exact
+
+
+def test_a_bad_row_late_in_the_file_leaves_the_previous_output(small_export, tmp_path,
+                                                                monkeypatch):
+  path, _, frame = small_export
+  bad = frame.astype({"V3": object})
+  bad.loc[990, "V3"] = "oops"
+  bad.to_csv(tmp_path / "bad.csv", index=False)
+  (tmp_path / "s.csv").write_text("previous\n")
+  monkeypatch.setattr(predict, "CHUNK_ROWS", 100)
+  with pytest.raises(DataError, match="column 'V3' .* data row 990"):
+    predict.predict(Config(data_path=str(tmp_path / "bad.csv")), path, str(tmp_path / "s.csv"))
+  assert (tmp_path / "s.csv").read_text() == "previous\n"
+  assert sorted(os.listdir(tmp_path)) == ["bad.csv", "s.csv"]

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -169,3 +171,25 @@ def test_tf_preprocessing_matches_numpy_eagerly_and_in_dataset_map(columns):
   for got in (eager, mapped):
     assert got.dtype == np.float32 and got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("extra,cleaning,cleaned", [
+    (False, "auto", True),    # the credit-card set's columns exactly: its own cleaning
+    (True, "auto", False),    # a user's table with a Time and an Amount: ordinary features
+    (True, "on", True),       # asked for
+    (False, "off", False),
+])
+def test_the_credit_card_cleaning_runs_on_the_set_itself_or_where_asked(caplog, extra, cleaning,
+                                                                         cleaned):
+  frame = small_frame(rows=600, positives=20)
+  if extra:
+    frame.insert(1, "merchant_risk", np.linspace(0, 1, len(frame)))
+  config = Config(creditcard_cleaning=cleaning)
+  with caplog.at_level(logging.INFO):
+    pre = preprocessing.prepare(frame, config).preprocessor
+  assert (pre.drop_time, pre.log_amount) == (cleaned, cleaned)
+  assert ("Time" in pre.raw_columns) == (not cleaned)  # the export asks for what it uses
+  assert ("Log Amount" in pre.numeric_features) == cleaned
+  assert ("Credit-card cleaning" in caplog.text) == cleaned
+  x = pre(frame)  # the numpy serving path takes the same columns
+  assert x.shape == (len(frame), len(pre.feature_names))

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from input_pipeline import sources
+from input_pipeline import readers, sources
 from input_pipeline.errors import DataError
 from tests.conftest import real_data_path
 
@@ -22,33 +22,6 @@ def test_synthetic_is_deterministic_and_credit_card_shaped():
   assert 0.001 < share < 0.003
   # Learnable: the positives differ from the negatives on the signal columns.
   assert a.loc[a.Class == 1, "V14"].mean() < a.loc[a.Class == 0, "V14"].mean() - 1.0
-
-
-@pytest.mark.parametrize("content,message", [
-    (b"", "is empty"),
-    (b"\x00\x01\x02binary\xff\xfe" * 100, "binary"),
-    (b"a,b,Class\n", "no data rows"),
-    (b"just_one_column\n1\n2\n", "column"),
-])
-def test_read_csv_refuses_what_is_not_a_usable_csv(tmp_path, content, message):
-  path = tmp_path / "bad.csv"
-  path.write_bytes(content)
-  with pytest.raises(DataError, match=message):
-    sources.read_csv(str(path))
-
-
-def test_read_csv_missing_and_directory(tmp_path):
-  with pytest.raises(DataError, match="not found"):
-    sources.read_csv(str(tmp_path / "nope.csv"))
-  with pytest.raises(DataError, match="is a directory"):
-    sources.read_csv(str(tmp_path))
-
-
-def test_read_csv_reads_gzip(tmp_path, csv_path):
-  gz = tmp_path / "data.csv.gz"
-  with open(csv_path, "rb") as f, gzip.open(gz, "wb") as g:
-    g.write(f.read())
-  assert sources.read_csv(str(gz)).equals(sources.read_csv(csv_path))
 
 
 @pytest.fixture
@@ -125,7 +98,7 @@ def test_verify_accepts_the_real_file(tmp_path):
   with gzip.open(path, "rb") as g, open(raw, "wb") as f:
     f.write(g.read())
   sources.verify_creditcard(str(raw))
-  frame = sources.read_csv(path)
+  frame = readers.read_table(path)
   assert frame.shape == (284_807, 31)
   assert int(frame["Class"].sum()) == 492
   assert np.isfinite(frame.drop(columns="Class").to_numpy()).all()

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from engine.config.sections import (  # noqa: F401 - the config's interface
-    CALIBRATIONS, DATASETS, DEFAULT_STEPS_PER_EPOCH, DISTRIBUTIONS, MONITORABLE, SECTIONS,
+    CALIBRATIONS, CLEANINGS, DATASETS, DEFAULT_STEPS_PER_EPOCH, DISTRIBUTIONS, MONITORABLE, SECTIONS,
     SPLIT_METHODS, STRATEGIES, ConfigError, DataConfig, EvaluationConfig, ExportConfig,
     ModelConfig, RunConfig, TrainConfig, plugins)
 

@@ -16,6 +16,7 @@ STRATEGIES = ("baseline", "class_weight", "oversample")
 DISTRIBUTIONS = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 CALIBRATIONS = ("platt", "prior")
 DATASETS = ("creditcard", "synthetic")
+CLEANINGS = ("auto", "on", "off")
 # The ways of cutting the rows into train, validation and test (not the split names).
 SPLIT_METHODS = ("random", "time")
 # Metrics the early-stopping monitor may name: `val_` + one of these, as the loop computes them
@@ -113,6 +114,10 @@ class DataConfig:
                       "the last --test_fraction of the rows in time is test and the "
                       "--validation_fraction before it validation.", choices=SPLIT_METHODS,
                       compat=True)
+  creditcard_cleaning: str = option("auto", "Drop `Time` and replace `Amount` by log(Amount + "
+                                    "0.001). auto: on the credit-card set itself (a table of "
+                                    "exactly its columns); on: wherever those columns are "
+                                    "features; off: never.", choices=CLEANINGS, compat=True)
   max_categories: int = option(100, "Most frequent values kept per categorical column; the "
                                "others share an out-of-vocabulary bucket.", compat=True)
   min_category_count: int = option(10, "Training rows a category needs to get its own bucket.",
@@ -128,6 +133,7 @@ class DataConfig:
 
   def __post_init__(self):
     _one_of("dataset", self.dataset, DATASETS)
+    _one_of("creditcard_cleaning", self.creditcard_cleaning, CLEANINGS)
     _require(bool(self.label_column), "label_column", self.label_column, "must not be empty")
     _positive_ints(self, ("synthetic_rows", "prepare_chunk_rows", "prepare_shards",
                           "max_categories", "min_category_count", "max_distinct_values"))
