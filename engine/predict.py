@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 
 import numpy as np
@@ -45,7 +47,44 @@ def _chunks(table, model, extra: list[str]):
   """The rows in chunks, only the columns needed; numeric ones as numbers, the others (the
   categories, IDs and label) as the file writes them, as training read them."""
   wanted = list(dict.fromkeys([*model.raw_columns, *extra]))
-  return table.chunks(CHUNK_ROWS, numeric=model.numeric_columns, columns=wanted)
+  return _ahead(table.chunks(CHUNK_ROWS, numeric=model.numeric_columns, columns=wanted))
+
+
+def _ahead(chunks):
+  """The chunks, the next one read in a thread while this one is scored: the reading (pyarrow)
+  and the scoring (TensorFlow) release the GIL, so the two overlap on two cores."""
+  done = object()
+  ready: queue.Queue = queue.Queue(maxsize=1)
+  stop = threading.Event()
+
+  def offer(item) -> bool:  # False once the consumer has stopped.
+    while not stop.is_set():
+      try:
+        ready.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  def produce():
+    try:
+      for chunk in chunks:
+        if not offer(chunk):
+          return
+      offer(done)
+    except BaseException as e:  # noqa: BLE001 - raised again in the consumer.
+      offer(e)
+
+  thread = threading.Thread(target=produce, daemon=True, name="read-ahead")
+  thread.start()
+  try:
+    while (item := ready.get()) is not done:
+      if isinstance(item, BaseException):
+        raise item
+      yield item
+  finally:
+    stop.set()
+    thread.join()
 
 
 class _Progress:
@@ -77,30 +116,33 @@ class _Writer:
     head, tail = os.path.split(output)
     self.tmp = os.path.join(head, f".{tail}.part")
     self.parquet = output.lower().endswith(".parquet")
-    self._file = self._parquet = None
+    self._writer = self._schema = None
 
   def write(self, scores: pd.DataFrame) -> None:
+    import pyarrow as pa
+    table = pa.Table.from_pandas(scores, preserve_index=False)
     try:
-      if self.parquet:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        table = pa.Table.from_pandas(scores, preserve_index=False)
-        if self._parquet is None:
-          self._parquet = pq.ParquetWriter(self.tmp, table.schema)
-        self._parquet.write_table(table.cast(self._parquet.schema))
-        return
-      if self._file is None:
-        self._file = open(self.tmp, "w", newline="")
-        scores.to_csv(self._file, index=False, float_format="%.10g")
-      else:
-        scores.to_csv(self._file, index=False, header=False, float_format="%.10g")
-    except OSError as e:
-      raise ConfigError(f"invalid --output={self.output}: {e.strerror or e}") from None
+      if self._writer is None:
+        self._schema = table.schema  # Every chunk is written with the first one's types.
+        self._writer = self._open(table.schema)
+      self._writer.write_table(table.cast(self._schema))
+    except (OSError, pa.ArrowException) as e:
+      raise ConfigError(f"invalid --output={self.output}: {getattr(e, 'strerror', None) or e}"
+                        ) from None
+
+  def _open(self, schema):
+    # pyarrow's writers: CSV floats in their shortest exact form, and no Python loop per row.
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+    if self.parquet:
+      return pq.ParquetWriter(self.tmp, schema)
+    return pa_csv.CSVWriter(self.tmp, schema,
+                            write_options=pa_csv.WriteOptions(quoting_style="needed",
+                                                                     quoting_header="needed"))
 
   def close(self, keep: bool) -> None:
-    for handle in (self._file, self._parquet):
-      if handle is not None:
-        handle.close()
+    if self._writer is not None:
+      self._writer.close()
     if keep:
       os.replace(self.tmp, self.output)
     elif os.path.exists(self.tmp):

@@ -277,8 +277,7 @@ def prepare(config, output_dir: str) -> dict:
   elif config.dataset == "creditcard":
     path = sources.fetch_creditcard()
   else:
-    raise DataError("--mode=prepare reads a table file: pass --data_path (or "
-                    "--dataset=creditcard)")
+    raise DataError("--mode=prepare reads a table: pass --data_path (or --dataset=creditcard)")
   table = _open(path)
   pre = _unfitted(table, config)
   splitter = _Splitter(table, config)

@@ -230,8 +230,8 @@ def unfitted_preprocessor(roles: columns_lib.Roles, config) -> Preprocessor:
   drop_time, log_amount = _cleaning(roles, config)
   if drop_time or log_amount:
     logging.info("Credit-card cleaning (--creditcard_cleaning=%s):%s%s",
-                 config.creditcard_cleaning, " dropping 'Time';" if drop_time else "",
-                 " 'Amount' -> 'Log Amount' = log(Amount + 0.001)" if log_amount else "")
+                 config.creditcard_cleaning, " drop Time;" if drop_time else "",
+                 " Amount -> log(Amount + 0.001)" if log_amount else "")
   names = [c for c in raw if not (drop_time and c == "Time")]
   if log_amount:
     names = [c for c in names if c != "Amount"] + ["Log Amount"]

@@ -34,7 +34,7 @@ NUMERIC_GAPS = ("", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "n
                 "None")
 # Bytes of CSV per pyarrow read block: a streamed chunk never holds much more than this beyond
 # the rows asked for.
-CSV_BLOCK_BYTES = 1 << 24
+CSV_BLOCK_BYTES = 1 << 20
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
@@ -102,6 +102,10 @@ def _first_line(error: Exception) -> str:
 
 def to_numbers(column: pa.Array) -> pa.Array | None:
   """A text column as float64 (gaps null), or None if a cell is neither a number nor a gap."""
+  try:  # Without gaps or padding, the plain cast is the same and faster.
+    return pc.cast(column, pa.float64())
+  except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    pass
   text = pc.utf8_trim_whitespace(column)
   text = pc.if_else(pc.is_in(text, value_set=pa.array(NUMERIC_GAPS)),
                     pa.scalar(None, text.type), text)
