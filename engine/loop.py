@@ -152,8 +152,8 @@ def start(config: Config, model_dir: str, *, data: Data, strategy, distribution:
   config = config.replace(positive_fraction=share)
   bias = imbalance.initial_bias(counts, share)
   weights = imbalance.class_weights(counts, share)
-  logging.info("Strategy %s: positive share %.4g, class weights %s, output bias %.4f, %d "
-               "steps/epoch", config.strategy, share, [round(float(w), 4) for w in weights],
+  logging.info("Strategy %s: positive share %.4g, class weights %s, bias %.4f, %d steps/epoch",
+               config.strategy, share, [round(float(w), 4) for w in weights],
                bias, epoch_steps)
   state = train_state.create(config, layout=data.layout(config.seed), output_bias=bias,
                              strategy=strategy)

@@ -88,7 +88,7 @@ def _ahead(chunks):
 
 
 class _Progress:
-  """A line every PROGRESS_SECONDS: rows scored, rows/s and, when the total is known, ETA."""
+  """A line every PROGRESS_SECONDS: rows scored, the rate and, when the total is known, ETA."""
 
   def __init__(self, total: int | None):
     self.total, self.rows, self.start = total, 0, time.perf_counter()

@@ -56,7 +56,7 @@ def test_runs_start_from_the_saved_weights_with_their_own_bias(all_run):
   import re
   rows, positives = map(int, re.search(r"train +(\d+) rows, +(\d+) positives", log).groups())
   share, bias = map(float, re.search(r"Strategy oversample: positive share ([0-9.e-]+), class "
-                                     r"weights \[1.0, 1.0\], output bias ([-0-9.]+)",
+                                     r"weights \[1.0, 1.0\], bias ([-0-9.]+)",
                                      log).groups())
   assert share == pytest.approx(3 * positives / rows, rel=1e-3)
   assert bias == pytest.approx(np.log(share / (1 - share)), abs=1e-4)
