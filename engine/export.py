@@ -3,7 +3,8 @@
   <model_dir>/export/
     saved_model.pb, variables/   signature `serving_default`: one named input per raw feature
                                  column, float64 for a numeric one (NaN: a gap), string for a
-                                 categorical one ("": a gap)
+                                 categorical one ("": a gap), float64 seconds for the time
+                                 column where time features are derived from it
     assets.extra/serving.json    raw columns, their signature names and types, the ID columns,
                                  the threshold and how it was chosen, the calibration: what
                                  a caller needs without loading TensorFlow
@@ -124,6 +125,7 @@ def export_model(model, preprocessor: Preprocessor, *, threshold: dict, export_d
                           for c in preprocessor.raw_columns],
           "categorical_columns": preprocessor.categorical_columns,
           "id_columns": preprocessor.id_columns, "time_column": preprocessor.time_column,
+          "time_features": preprocessor.time_features,
           "nonnegative_columns": ["Amount"] if preprocessor.log_amount else [],
           "label_column": preprocessor.label_column, "logit_shift": logit_shift,
           "calibration": calibration.as_dict(),
@@ -187,6 +189,10 @@ class ExportedModel:
     for column, name, kind in zip(self.raw_columns, self.info["input_names"], types):
       if kind == "string":
         out[name] = columns_lib.category_strings(frame[column]).astype(str).astype(object)
+        continue
+      if self.info.get("time_features") and column == self.info.get("time_column"):
+        # Seconds, of numbers or date-times, exactly as training read the time column.
+        out[name] = columns_lib.parse_times(frame[column], column)
         continue
       values = columns_lib.served_values(frame, [column],
                                          self.info.get("nonnegative_columns", ()))

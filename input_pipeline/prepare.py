@@ -95,7 +95,7 @@ def _read_chunk(frame: pd.DataFrame, config, pre):
                         time=pre.time_column)
   rows = columns.read_rows(frame, roles, drop_invalid_rows=config.drop_invalid_rows,
                            require_both_classes=False)
-  return rows, pre.clean(rows.numeric)
+  return rows, pre.clean(rows.numeric, rows.times)
 
 
 class _Splitter:

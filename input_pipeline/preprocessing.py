@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from input_pipeline import columns as columns_lib
-from input_pipeline import sources
+from input_pipeline import sources, time_features
 from input_pipeline.columns import parse_labels  # noqa: F401 - part of this module's interface
 from input_pipeline.errors import DataError
 from input_pipeline.fitting import Fitter
@@ -63,6 +63,9 @@ class Preprocessor:
   vocabularies: list[list[str]] = dataclasses.field(default_factory=list)
   id_columns: list[str] = dataclasses.field(default_factory=list)
   time_column: str | None = None
+  # The cyclical features derived from the time column (input_pipeline/time_features.py), by
+  # their names among numeric_features; empty: none, and the time column is not served.
+  time_features: list[str] = dataclasses.field(default_factory=list)
 
   @property
   def served_numeric(self) -> list[str]:
@@ -72,8 +75,9 @@ class Preprocessor:
   @property
   def raw_columns(self) -> list[str]:
     """The columns a row to score must have (exactly those the model uses): numeric, then
-    categorical."""
-    return self.served_numeric + list(self.categorical_columns)
+    categorical, then the time column where time features are derived from it."""
+    timed = [self.time_column] if self.time_features else []
+    return self.served_numeric + list(self.categorical_columns) + timed
 
   def output_names(self) -> list[str]:
     names = list(self.numeric_features) + [f"{n} missing" for n in self.missing_indicators]
@@ -81,9 +85,12 @@ class Preprocessor:
       names += [f"{column}={v}" for v in (OOV, MISSING, *vocabulary)]
     return names
 
-  def clean(self, numeric: np.ndarray) -> np.ndarray:
-    """Raw numeric columns [n, len(numeric_columns)] float64 to cleaned numeric features."""
+  def clean(self, numeric: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+    """Raw numeric columns [n, len(numeric_columns)] float64 (and the time column's seconds
+    [n], where time features are derived) to cleaned numeric features."""
     out = dict(zip(self.numeric_columns, np.asarray(numeric, np.float64).T))
+    if self.time_features:
+      out.update(zip(self.time_features, time_features.derive(times).T))
     if self.drop_time:
       out.pop("Time")
     if self.log_amount:
@@ -127,14 +134,16 @@ class Preprocessor:
     if self.drop_time:  # Not read: `clean` drops it.
       numeric = np.insert(numeric, self.numeric_columns.index("Time"), np.nan, axis=1)
     categorical = [columns_lib.category_strings(frame[c]) for c in self.categorical_columns]
-    return self.encode(self.clean(numeric), categorical)
+    times = (columns_lib.parse_times(frame[self.time_column], self.time_column)
+             if self.time_features else None)
+    return self.encode(self.clean(numeric, times), categorical)
 
   def tf_call(self, raw: dict):
     """The TensorFlow twin of `__call__`, for serving: {raw column: [batch] tensor} in.
 
     Numeric columns float64 (NaN for a gap): Time in seconds and Amount in cents need more than
-    float32's 7 digits to be cleaned as the numpy path cleans them. Categorical columns are
-    strings ("" for a gap). Returns float32 [batch, len(feature_names)], equal to `__call__`
+    float32's 7 digits to be cleaned as the numpy path cleans them; the time column, where time
+    features are derived, in seconds. Categorical columns are strings ("" for a gap). Returns float32 [batch, len(feature_names)], equal to `__call__`
     on the same rows.
     """
     import tensorflow as tf
@@ -144,6 +153,9 @@ class Preprocessor:
       self._tf_refuse(columns)
       if self.log_amount:
         columns["Log Amount"] = tf.math.log(columns.pop("Amount") + AMOUNT_EPS)
+      if self.time_features:
+        derived = time_features.derive_tf(raw[self.time_column])
+        columns.update({n: derived[:, i] for i, n in enumerate(self.time_features)})
       x = tf.stack([columns[n] for n in self.numeric_features], axis=1)
       gaps = tf.math.is_nan(x)
       x = tf.where(gaps, tf.constant(self.medians, tf.float64), x)
@@ -235,13 +247,16 @@ def unfitted_preprocessor(roles: columns_lib.Roles, config) -> Preprocessor:
   names = [c for c in raw if not (drop_time and c == "Time")]
   if log_amount:
     names = [c for c in names if c != "Amount"] + ["Log Amount"]
+  derived = ([f"{roles.time} {n}" for n in time_features.NAMES]
+             if roles.time and config.time_features else [])
+  names += derived
   if not names and not roles.categorical:
     raise DataError("no feature columns are left after dropping 'Time'")
   return Preprocessor(numeric_columns=raw, numeric_features=names, drop_time=drop_time,
                       log_amount=log_amount, mean=[], scale=[], clip=config.clip,
                       label_column=config.label_column,
                       categorical_columns=list(roles.categorical), id_columns=list(roles.ids),
-                      time_column=roles.time)
+                      time_column=roles.time, time_features=derived)
 
 
 def prepare(frame: pd.DataFrame, config) -> Splits:
@@ -250,7 +265,7 @@ def prepare(frame: pd.DataFrame, config) -> Splits:
   roles = columns_lib.assign_roles(frame, config)
   rows = columns_lib.read_rows(frame, roles, drop_invalid_rows=config.drop_invalid_rows)
   pre = unfitted_preprocessor(roles, config)
-  cleaned = pre.clean(rows.numeric)
+  cleaned = pre.clean(rows.numeric, rows.times)
   rows.numeric = None  # Cleaned now: not held through the fit and the encoding.
   split = split_rows(rows, config)
   train = split == 0

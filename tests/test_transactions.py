@@ -63,7 +63,11 @@ def test_the_fit_sets_ids_and_time_aside_and_fills_gaps_on_the_past(table, train
   _, _, frame = table
   pre = preprocessing.Preprocessor.load(os.path.join(trained, "preprocessing.json"))
   assert pre.id_columns == ["transaction_id"] and pre.time_column == "timestamp"
-  assert not {"transaction_id", "timestamp", "is_fraud"} & set(pre.raw_columns)
+  assert not {"transaction_id", "is_fraud"} & set(pre.raw_columns)
+  # The timestamp is read only for its hour and weekday, never a feature itself.
+  assert "timestamp" not in pre.feature_names and pre.raw_columns[-1] == "timestamp"
+  assert pre.time_features == ["timestamp hour_sin", "timestamp hour_cos",
+                               "timestamp weekday_sin", "timestamp weekday_cos"]
   assert pre.categorical_columns == ["merchant_category", "country", "device_type",
                                      "card_network", "mcc"]
   assert pre.missing_indicators == ["amount", "card_age_days", "distance_km"]
@@ -72,8 +76,9 @@ def test_the_fit_sets_ids_and_time_aside_and_fills_gaps_on_the_past(table, train
   # The medians and the vocabulary are the training period's, not the whole file's.
   _, split = _time_splits(frame)
   train = frame[split == 0]
-  np.testing.assert_allclose(pre.medians, train[pre.numeric_columns].median().to_numpy())
-  assert not np.allclose(pre.medians, frame[pre.numeric_columns].median().to_numpy())
+  medians = pre.medians[:len(pre.numeric_columns)]  # then the time features'
+  np.testing.assert_allclose(medians, train[pre.numeric_columns].median().to_numpy())
+  assert not np.allclose(medians, frame[pre.numeric_columns].median().to_numpy())
   counts = train["merchant_category"].value_counts()
   assert pre.vocabularies[0] == sorted((v for v in counts.index if counts[v] >= 10),
                                        key=lambda v: (-counts[v], v))[:100]

@@ -110,6 +110,9 @@ class DataConfig:
   time_column: str | None = option(None, "The column that orders the rows (numbers or "
                                    "date-times); never a feature. Needed by --split=time.",
                                    compat=True)
+  time_features: bool = option(True, "Add the hour of the day and the day of the week of "
+                               "--time_column (sin and cos of each cycle) as features; the "
+                               "export then reads the time column too.", compat=True)
   split: str = option("random", "random: stratified by class, seeded; time: train on the past, "
                       "the last --test_fraction of the rows in time is test and the "
                       "--validation_fraction before it validation.", choices=SPLIT_METHODS,
