@@ -63,7 +63,7 @@ def test_a_run_whose_monitor_never_improved_reports_its_last_weights(tmp_path, c
   x_test = run.data.splits.x_test
   np.testing.assert_allclose(
       p, calibration.apply(evaluation.probabilities(run.state.evaluated_model(x_test).numpy()),
-                           run.trainer.calibration), atol=1e-6)
+                           run.calibration), atol=1e-6)
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])
@@ -82,11 +82,15 @@ def test_an_improving_run_reports_its_best_epoch(tmp_path, ema):
   x_test = run.data.splits.x_test
   best_model = run.trainer.host  # The model the export writes.
   best_model.set_weights(best)
-  # Calibrated by the fit on the best weights' validation scores.
-  assert run.trainer.calibration == calibration.fit(*scored["validation"][:1], calibration.apply(
-      evaluation.probabilities(best_model(run.data.splits.x_val).numpy()), calibration.IDENTITY))
+  # Calibrated by the fit on the best weights' validation scores, kept for the test split and
+  # the export.
+  val_scores = evaluation.probabilities(best_model(run.data.splits.x_val).numpy())
+  assert run.calibration == calibration.fit(scored["validation"][0], val_scores)
+  assert results["calibration"]["scale"] == run.calibration.scale
+  np.testing.assert_allclose(scored["validation"][1], calibration.apply(
+      val_scores, run.calibration), atol=1e-6)
   np.testing.assert_allclose(scored["test"][1], calibration.apply(
-      evaluation.probabilities(best_model(x_test).numpy()), run.trainer.calibration), atol=1e-6)
+      evaluation.probabilities(best_model(x_test).numpy()), run.calibration), atol=1e-6)
 
 
 def test_colliding_serving_names_are_refused_before_anything_is_written(tmp_path):

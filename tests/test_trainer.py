@@ -48,8 +48,18 @@ def test_train_stops_between_compiled_calls_when_asked():
 def test_evaluate_scores_a_split_once_for_streaming_and_exact_metrics():
   trainer, data, state = _trainer()
   trainer.train(50)
-  metrics, labels, probs, members = trainer.evaluate("validation")
-  assert len(labels) == len(probs) == data.counts()["validation"]["rows"]
+  scores = trainer.score("validation")
+  labels = scores.labels
+  assert len(labels) == data.counts()["validation"]["rows"]
+  # The scores are the trained model's own, prior-corrected, before any calibration.
+  x = data.splits.x_val
+  raw = evaluation.probabilities(state.evaluated_model(x, training=False).numpy())
+  np.testing.assert_allclose(scores.probabilities, raw, rtol=0, atol=1e-6)
+  fitted = calibration.fit(labels, scores.probabilities)
+  assert fitted.method == "platt"
+  result = trainer.evaluate(scores, fitted)
+  metrics, probs = result.metrics, result.probabilities
+  assert result.calibration == fitted and np.array_equal(result.labels, labels)
   assert metrics["tp"] + metrics["fp"] + metrics["tn"] + metrics["fn"] == len(labels)
   # `auc` and `prc` are exact, sklearn's over the same predictions; Keras' 200-threshold
   # estimates have their own names.
@@ -57,35 +67,46 @@ def test_evaluate_scores_a_split_once_for_streaming_and_exact_metrics():
   assert metrics["prc"] == pytest.approx(skm.average_precision_score(labels, probs), abs=1e-9)
   assert {"auc_streaming", "prc_streaming", "brier"} <= set(metrics)
   assert not {"auc_exact", "prc_exact"} & set(metrics)
-  # The probabilities are the trained model's own, and the streaming counts follow them.
-  x = data.splits.x_val
-  raw = evaluation.probabilities(state.evaluated_model(x, training=False).numpy())
-  # Calibrated by a fit on this very pass (engine/calibration.py), ranking kept.
-  assert trainer.calibration == calibration.fit(labels, raw)
-  assert trainer.calibration.method == "platt"
-  expected = calibration.apply(raw, trainer.calibration)
-  assert members == [{"auc": metrics["auc"], "prc": metrics["prc"]}]
-  np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-6)
+  # Calibrated by the calibration it is given, ranking kept.
+  np.testing.assert_allclose(probs, calibration.apply(raw, fitted), rtol=0, atol=1e-6)
   assert np.abs(probs - raw).max() > 1e-3  # The calibration moved them, so the test can tell.
+  assert result.member_areas == [{"auc": metrics["auc"], "prc": metrics["prc"]}]
   assert metrics["tp"] == int(((probs >= 0.5) & (labels == 1)).sum())
-  # Every epoch and the final report get the same names with the same meaning.
-  again, _, _, _ = trainer.evaluate("validation")
-  assert again == metrics
-  fitted = trainer.calibration
-  test, test_labels, test_probs, _ = trainer.evaluate("test")
-  assert trainer.calibration == fitted  # The test split uses validation's fit.
-  np.testing.assert_allclose(test_probs, calibration.apply(evaluation.probabilities(
+  assert metrics["loss"] == pytest.approx(skm.log_loss(labels, probs), rel=1e-6)
+  # Pure: the same scores and calibration give the same metrics; another calibration, others.
+  assert trainer.evaluate(scores, fitted).metrics == metrics
+  assert trainer.evaluate(trainer.score("validation"), fitted).metrics == metrics
+  identity = trainer.evaluate(scores, calibration.IDENTITY)
+  np.testing.assert_array_equal(identity.probabilities, scores.probabilities)
+  assert identity.metrics["loss"] != metrics["loss"]
+  assert trainer.evaluate(scores, fitted).metrics == metrics  # Nothing was kept in between.
+  test = trainer.evaluate(trainer.score("test"), fitted)
+  np.testing.assert_allclose(test.probabilities, calibration.apply(evaluation.probabilities(
       state.evaluated_model(data.splits.x_test, training=False).numpy()), fitted), atol=1e-6)
-  assert set(test) == set(metrics)
-  assert test["tp"] + test["fn"] == data.counts()["test"]["positives"]
+  assert set(test.metrics) == set(metrics)
+  assert test.metrics["tp"] + test.metrics["fn"] == data.counts()["test"]["positives"]
 
 
-def test_calibration_prior_keeps_the_prior_corrected_scores():
-  trainer, data, state = _trainer("oversample", calibration="prior")
+def test_out_of_fold_scores_replace_only_the_metrics_a_fit_flatters():
+  trainer, _, _ = _trainer()
   trainer.train(50)
-  _, _, probs, _ = trainer.evaluate("validation")
-  assert trainer.calibration == calibration.IDENTITY
-  np.testing.assert_array_equal(probs, evaluation.probabilities(
+  scores = trainer.score("validation")
+  fitted = calibration.fit(scores.labels, scores.probabilities)
+  out_of_fold = calibration.cross_fitted(scores.labels, scores.probabilities, fitted)
+  whole = trainer.evaluate(scores, fitted).metrics
+  crossed = trainer.evaluate(scores, fitted, out_of_fold=out_of_fold).metrics
+  held_out = evaluation.exact_metrics(scores.labels, out_of_fold)
+  for name in whole:
+    expected = held_out[name] if name in calibration.CROSS_FITTED else whole[name]
+    assert crossed[name] == expected, name
+  assert crossed["loss"] != whole["loss"]  # The test can tell the two apart.
+
+
+def test_evaluate_with_the_identity_keeps_the_prior_corrected_scores():
+  trainer, data, state = _trainer("oversample")
+  trainer.train(50)
+  result = trainer.evaluate(trainer.score("validation"), calibration.IDENTITY)
+  np.testing.assert_array_equal(result.probabilities, evaluation.probabilities(
       state.evaluated_model(data.splits.x_val, training=False).numpy(), trainer.logit_shift))
 
 
@@ -93,12 +114,10 @@ def test_with_a_moving_average_the_average_is_scored_not_the_weights():
   trainer, data, state = _trainer(ema_momentum=0.9)
   assert state.evaluated_model is state.average_model
   trainer.train(30)
-  _, _, probs, _ = trainer.evaluate("validation")
+  probs = trainer.score("validation").probabilities
   x = data.splits.x_val
-  average = calibration.apply(evaluation.probabilities(
-      state.average_model(x, training=False).numpy()), trainer.calibration)
-  weights = calibration.apply(evaluation.probabilities(
-      state.model(x, training=False).numpy()), trainer.calibration)
+  average = evaluation.probabilities(state.average_model(x, training=False).numpy())
+  weights = evaluation.probabilities(state.model(x, training=False).numpy())
   np.testing.assert_allclose(probs, average, rtol=0, atol=1e-6)
   assert np.abs(average - weights).max() > 1e-3  # The two differ, so the test can tell.
   assert "average_model" in state.checkpointed()
@@ -116,13 +135,14 @@ def test_an_ensemble_trains_its_members_on_their_own_rows_in_one_step():
   last, _ = trainer.train(5)
   assert last["loss"] < first["loss"] / 2
   assert all(not np.array_equal(a, v.numpy()) for a, v in zip(before, state.model.trainable_variables))
-  metrics, labels, probs, members = trainer.evaluate("validation")
-  assert len(members) == 3
-  # The ensemble's probability is the mean of its members' probabilities, calibrated.
+  scores = trainer.score("validation")
+  result = trainer.evaluate(scores, calibration.IDENTITY)
+  assert len(result.member_areas) == 3
+  # The ensemble's probability is the mean of its members' probabilities.
   logits = state.model(data.splits.x_val).numpy()
-  np.testing.assert_allclose(probs, calibration.apply(
-      evaluation.member_probabilities(logits).mean(axis=0), trainer.calibration), atol=1e-6)
+  np.testing.assert_allclose(result.probabilities,
+                             evaluation.member_probabilities(logits).mean(axis=0), atol=1e-6)
   for k in range(3):
     p_k = evaluation.member_probabilities(logits)[k]
-    assert members[k]["prc"] == pytest.approx(skm.average_precision_score(labels, p_k),
-                                              abs=1e-6)
+    assert result.member_areas[k]["prc"] == pytest.approx(
+        skm.average_precision_score(result.labels, p_k), abs=1e-6)
