@@ -146,3 +146,23 @@ def test_an_ensemble_trains_its_members_on_their_own_rows_in_one_step():
     p_k = evaluation.member_probabilities(logits)[k]
     assert result.member_areas[k]["prc"] == pytest.approx(
         skm.average_precision_score(result.labels, p_k), abs=1e-6)
+
+
+@pytest.mark.parametrize("strategy_name,positive_fraction", [
+    ("class_weight", 0.5), ("class_weight", 0.005), ("class_weight", 0.1), ("baseline", 0.5)])
+def test_the_step_weighs_each_example_by_its_own_class(strategy_name, positive_fraction):
+  # At logit 0 an example's training loss is log 2 times its class's weight. The class weights
+  # give the positives a share q of the total weight and the negatives 1 - q, each spread over
+  # its class: over one pass of the training rows (the unoversampled streams are passes) they
+  # sum to the row count, so the mean loss is exactly log 2, whatever q. Swapped, the few
+  # positives would carry the negatives' weight and the mean would move far from it.
+  # Measured below the calibration, which would repair a wrong weighting before any metric.
+  trainer, data, state = _trainer(strategy_name, learning_rate=1e-12, steps_per_loop=5,
+                                  positive_fraction=positive_fraction)
+  rows = int(sum(data.class_counts()))
+  assert rows % 128 == 0  # One pass is whole batches (the stream drops a pass's remainder).
+  for v in state.model.trainable_variables:
+    v.assign(tf.zeros_like(v))  # Every logit 0.
+  train, _ = trainer.train(rows // 128)
+  assert train["tp"] + train["fp"] + train["tn"] + train["fn"] == rows
+  assert train["loss"] == pytest.approx(np.log(2.0), rel=1e-4)
