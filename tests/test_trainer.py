@@ -8,7 +8,7 @@ from sklearn import metrics as skm
 from engine import calibration, evaluation, losses
 from engine import state as train_state
 from engine.config import Config
-from engine.trainer import Trainer
+from engine.trainer import Trainer, train_iterator
 from input_pipeline import preprocessing
 from input_pipeline.data import InMemoryData
 from tests.conftest import small_frame
@@ -166,3 +166,22 @@ def test_the_step_weighs_each_example_by_its_own_class(strategy_name, positive_f
   train, _ = trainer.train(rows // 128)
   assert train["tp"] + train["fp"] + train["tn"] + train["fn"] == rows
   assert train["loss"] == pytest.approx(np.log(2.0), rel=1e-4)
+
+
+@pytest.mark.parametrize("positive_fraction", [None, 0.1, 0.02])
+def test_the_training_stream_draws_the_configured_positive_share(positive_fraction):
+  # What the trainer's stream holds, from the config as the run builds it (None: the default).
+  config = Config(strategy="oversample", ensemble=2, **(
+      {} if positive_fraction is None else {"positive_fraction": positive_fraction}))
+  q = config.positive_fraction
+  data = InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
+  iterator = train_iterator(data, tf.distribute.get_strategy(), config=config)
+  draws = 1500
+  labels = np.stack([next(iterator)[1].numpy() for _ in range(draws)])
+  assert labels.shape == (draws, config.ensemble * config.batch_size)
+  # Each member's batch is batch_size / oversample_chunk chunks, each positive with
+  # probability q; the members share the draws (input_pipeline/datasets.py), so the element's
+  # share has the spread of one member's.
+  chunks = config.batch_size // config.oversample_chunk
+  sd = np.sqrt(q * (1 - q) / chunks)
+  assert abs(labels.mean() - q) < 4 * sd / np.sqrt(draws)
