@@ -93,6 +93,42 @@ def test_an_improving_run_reports_its_best_epoch(tmp_path, ema):
       evaluation.probabilities(best_model(x_test).numpy()), run.calibration), atol=1e-6)
 
 
+def test_each_ensemble_member_keeps_reports_and_exports_its_own_best_epoch(tmp_path, capsys):
+  # Member k is best (by its own validation PR-AUC) at epoch k + 1; the ensemble's monitor at
+  # epoch 1. The exported weights must be each member's own best, and the validation metrics
+  # those of exactly that combination.
+  run = _run(tmp_path, CONFIG.replace(ensemble=3))
+  snapshots = []
+  for epoch, ensemble_prc in ((1, 0.5), (2, 0.4), (3, 0.3)):
+    run.trainer.train(10)
+    snapshots.append([w.copy() for w in run.state.evaluated_model.get_weights()])
+    members = [{"auc": 0.9, "prc": 0.5 if k == epoch - 1 else 0.1} for k in range(3)]
+    loop.end_epoch(run, epoch, train=_metrics(0.5), validation=_metrics(ensemble_prc),
+                   members=members)
+  results, scored = loop.final_report(run)
+  assert results["best_epoch"] == 1  # The monitor's, which early stopping counts from.
+  assert results["weights"] == {"which": "best", "epochs": [1, 2, 3]}
+  assert [m["best_epoch"] for m in results["members"]] == [1, 2, 3]
+  # Every variable is stacked by member: member k's slice is its own best epoch's.
+  expected = [np.stack([snapshots[k][i][k] for k in range(3)]) for i in range(len(snapshots[0]))]
+  for got, want in zip(run.state.evaluated_model.get_weights(), expected):
+    np.testing.assert_array_equal(got, want)
+  host = run.trainer.host  # The model the export writes.
+  host.set_weights(expected)
+  raw = evaluation.probabilities(host(run.data.splits.x_val).numpy())
+  assert run.calibration == calibration.fit(scored["validation"][0], raw)
+  np.testing.assert_allclose(scored["validation"][1], calibration.apply(raw, run.calibration),
+                             atol=1e-6)
+  assert results["validation"]["prc"] == pytest.approx(evaluation.roc_auc_and_average_precision(
+      scored["validation"][0], raw)[1], abs=1e-9)
+  loop.publish(run, results, scored)
+  assert "Metrics of the members' own best epochs (1, 2, 3)" in capsys.readouterr().out
+  assert read_json(os.path.join(run.model_dir, "results.json"))["weights"]["epochs"] == [1, 2, 3]
+  best = _scalars(os.path.join(run.model_dir, "logs", "validation_best"))
+  assert {k: best[f"member_{k}/best_epoch"] for k in range(3)} == {0: {1: 1}, 1: {1: 2}, 2: {1: 3}}
+  assert best["prc"] == {1: pytest.approx(results["validation"]["prc"], abs=1e-6)}
+
+
 def _overlapping_frame(rows: int, positives: int, seed: int):
   """small_frame with the classes overlapping (a shift of 1 sd, not 3): scores in between 0 and
   1, where the prior correction shows in the mean probability."""
