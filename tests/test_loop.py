@@ -89,6 +89,18 @@ def test_an_improving_run_reports_its_best_epoch(tmp_path, ema):
   assert results["calibration"]["scale"] == run.calibration.scale
   np.testing.assert_allclose(scored["validation"][1], calibration.apply(
       val_scores, run.calibration), atol=1e-6)
+  # The figures a fit flatters are cross-fitted, and results.json says which; the ranking ones
+  # are the whole fit's.
+  labels = scored["validation"][0]
+  held_out = evaluation.exact_metrics(
+      labels, calibration.cross_fitted(labels, val_scores, run.calibration))
+  in_sample = evaluation.exact_metrics(labels, scored["validation"][1])
+  assert results["validation_cross_fitted"] == {"folds": 2,
+                                                "metrics": list(calibration.CROSS_FITTED)}
+  for name in ("loss", "brier", "tp", "fp"):
+    assert results["validation"][name] == pytest.approx(held_out[name], rel=1e-6), name
+  assert results["validation"]["loss"] > in_sample["loss"]  # In sample, the fit flatters.
+  assert results["validation"]["prc"] == pytest.approx(in_sample["prc"], abs=1e-9)
   np.testing.assert_allclose(scored["test"][1], calibration.apply(
       evaluation.probabilities(best_model(x_test).numpy()), run.calibration), atol=1e-6)
 
@@ -209,3 +221,15 @@ def test_recall_at_fpr_reaches_results_json_and_tensorboard(tmp_path):
     for rate in ("0.01", "0.001"):
       assert tags[f"recall_at_fpr_{rate}"] == {best: pytest.approx(
           results[split]["recall_at_fpr"][rate], abs=1e-6)}
+
+
+def test_with_the_prior_correction_alone_nothing_is_cross_fitted(tmp_path):
+  run = _run(tmp_path, CONFIG.replace(calibration="prior"))
+  run.trainer.train(10)
+  loop.end_epoch(run, 1, train=_metrics(0.5), validation=_metrics(0.5))
+  results, scored = loop.final_report(run)
+  assert results["validation_cross_fitted"] is None and run.calibration == calibration.IDENTITY
+  prior = evaluation.probabilities(run.state.evaluated_model(run.data.splits.x_val).numpy())
+  np.testing.assert_array_equal(scored["validation"][1], prior)
+  assert results["validation"]["loss"] == evaluation.exact_metrics(
+      scored["validation"][0], prior)["loss"]

@@ -44,3 +44,24 @@ def test_bar_only_on_terminals_in_long_epochs(stream_type, total, per_call, draw
   assert bar.done == total
   assert (f"{total}/{total} steps" in text) is drawn
   assert ("\r" in stream.getvalue()) is drawn
+
+
+@pytest.mark.parametrize("monitor,method,says", [
+    ("val_loss", "platt", "log loss over the validation split of the Platt-calibrated scores, "
+                          "cross-fitted: each of 2 halves scored with the fit on the other"),
+    ("val_loss", "prior", "of the prior-corrected scores (nothing fitted on validation)"),
+    ("val_recall", "platt", "recall at 0.5 over the validation split of the Platt-calibrated"),
+    ("val_prc", "platt", "exact PR-AUC (average precision) over the validation split, a ranking"),
+    ("val_auc_exact", "prior", "val_auc_exact: the exact ROC-AUC over the validation split"),
+])
+def test_the_run_says_what_early_stopping_follows(monitor, method, says):
+  from engine.config import Config
+  assert says in progress.monitor_description(Config(monitor=monitor, calibration=method))
+
+
+@pytest.mark.parametrize("improved,wait,members,status", [
+    (True, 0, None, "best"), (False, 3, None, "wait 3"), (True, 0, [True], "best"),
+    (False, 1, [True, False, True, False], "wait 1, 2/4 members best"),
+    (True, 0, [False, False], "best, 0/2 members best")])
+def test_epoch_status_counts_the_members_that_improved(improved, wait, members, status):
+  assert progress.epoch_status(improved=improved, wait=wait, members_improved=members) == status
