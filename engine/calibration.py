@@ -63,17 +63,12 @@ def logits(probabilities: np.ndarray) -> np.ndarray:
 
 def fit(labels: np.ndarray, probabilities: np.ndarray, start: Calibration = IDENTITY,
         ) -> Calibration:
-  """Platt scaling of `probabilities` for `labels` (0/1), by Newton's method.
+  """Platt scaling of the prior-corrected `probabilities` for `labels` (0/1), by Newton's
+  method from `start` (the maximum is the same from anywhere; a nearby fit, such as the whole
+  split's for one of its halves, reaches it in fewer steps).
 
-  Args:
-    labels: 0/1 labels.
-    probabilities: the prior-corrected scores, one per label.
-    start: where Newton's method starts (the same maximum is reached from anywhere; a nearby
-      fit, such as the whole split's for one of its halves, gets there in fewer steps).
-
-  Returns:
-    The fit; the identity, with the reason in `why`, when the split has no positive or no
-    negative, when the fit does not converge, or when it would reverse the ranking (scale <= 0).
+  Returns the identity, with the reason in `why`, when the split has no positive or no
+  negative, when the fit does not converge, or when it would reverse the ranking (scale <= 0).
   """
   y = np.asarray(labels).astype(bool)
   positives, negatives = int(y.sum()), int((~y).sum())

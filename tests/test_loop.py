@@ -233,3 +233,18 @@ def test_with_the_prior_correction_alone_nothing_is_cross_fitted(tmp_path):
   np.testing.assert_array_equal(scored["validation"][1], prior)
   assert results["validation"]["loss"] == evaluation.exact_metrics(
       scored["validation"][0], prior)["loss"]
+
+
+def test_an_ensemble_member_that_never_improved_keeps_its_last_weights_and_says_so(tmp_path):
+  run = _run(tmp_path, CONFIG.replace(ensemble=2))
+  for epoch in (1, 2):
+    run.trainer.train(10)
+    last = [w.copy() for w in run.state.evaluated_model.get_weights()]
+    members = [{"auc": 0.9, "prc": 0.5 if epoch == 1 else 0.1}, {"auc": 0.9, "prc": float("nan")}]
+    loop.end_epoch(run, epoch, train=_metrics(0.5), validation=_metrics(0.5), members=members)
+  results, _ = loop.final_report(run)
+  weights = results["weights"]
+  assert weights["epochs"] == [1, 2] and weights["last"] == [1] and "members 1 never" in weights["why"]
+  assert [m["best_epoch"] for m in results["members"]] == [1, 2]
+  for got, want in zip(run.state.evaluated_model.get_weights(), last):
+    np.testing.assert_array_equal(got[1], want[1])  # member 1: its last weights
