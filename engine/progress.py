@@ -68,25 +68,23 @@ def epoch_status(*, improved: bool, wait: int, members_improved=None) -> str:
 
 
 # What each monitorable metric is, for the line that says what early stopping follows.
-_MONITORED = {"prc": "the exact PR-AUC (average precision)", "auc": "the exact ROC-AUC",
-              "loss": "the log loss", "brier": "the Brier score"}
+_MONITORED = {"prc": "exact PR-AUC", "auc": "exact ROC-AUC", "loss": "log loss"}
 
 
 def monitor_description(config) -> str:
-  """What `--monitor` stops on, in words: which metric, of which scores, fitted how.
+  """What `--monitor` stops on, in one short line: which metric, of which scores, fitted how.
 
   The ranking metrics do not depend on the calibration (every fit is monotone); the others are
   of the calibrated scores, cross-fitted with `--calibration=platt` (engine/calibration.py).
   """
   from engine import calibration
   name = config.monitor_metric
-  what = f"{config.monitor}: {_MONITORED.get(name, name + ' at 0.5')} over the validation split"
+  what = f"{config.monitor}, {_MONITORED.get(name, name + ' at 0.5')} of validation"
   if name in ("prc", "auc"):
-    return what + ", a ranking no calibration changes"
+    return what + ", a ranking (no fit changes it)"
   if config.calibration == "platt" and name in calibration.CROSS_FITTED:
-    return (what + f" of the Platt-calibrated scores, cross-fitted: each of "
-            f"{calibration.FOLDS} halves scored with the fit on the other")
-  return what + " of the prior-corrected scores (nothing fitted on validation)"
+    return what + f", Platt fit {calibration.FOLDS}-fold cross-fitted"
+  return what + ", prior-corrected (nothing fitted)"
 
 
 def closing_block(model_dir: str, runs: list[str], comparison: bool = False) -> list[str]:

@@ -47,16 +47,18 @@ def test_bar_only_on_terminals_in_long_epochs(stream_type, total, per_call, draw
 
 
 @pytest.mark.parametrize("monitor,method,says", [
-    ("val_loss", "platt", "log loss over the validation split of the Platt-calibrated scores, "
-                          "cross-fitted: each of 2 halves scored with the fit on the other"),
-    ("val_loss", "prior", "of the prior-corrected scores (nothing fitted on validation)"),
-    ("val_recall", "platt", "recall at 0.5 over the validation split of the Platt-calibrated"),
-    ("val_prc", "platt", "exact PR-AUC (average precision) over the validation split, a ranking"),
-    ("val_auc_exact", "prior", "val_auc_exact: the exact ROC-AUC over the validation split"),
+    ("val_loss", "platt", "val_loss, log loss of validation, Platt fit 2-fold cross-fitted"),
+    ("val_loss", "prior", "val_loss, log loss of validation, prior-corrected (nothing fitted)"),
+    ("val_recall", "platt", "val_recall, recall at 0.5 of validation, Platt fit 2-fold "
+                            "cross-fitted"),
+    ("val_prc", "platt", "val_prc, exact PR-AUC of validation, a ranking (no fit changes it)"),
+    ("val_auc_exact", "prior", "val_auc_exact, exact ROC-AUC of validation, a ranking"),
 ])
 def test_the_run_says_what_early_stopping_follows(monitor, method, says):
   from engine.config import Config
-  assert says in progress.monitor_description(Config(monitor=monitor, calibration=method))
+  line = progress.monitor_description(Config(monitor=monitor, calibration=method))
+  assert line.startswith(says)
+  assert len("00:00:00 Early stopping on " + line) <= 100  # A terminal's width.
 
 
 @pytest.mark.parametrize("improved,wait,members,status", [
