@@ -143,8 +143,10 @@ def _restore_member_best(ckpts: Checkpoints, state) -> dict:
   if never.any():
     ckpts.keep_best(state.step, members=never)
   epochs = np.where(never, int(state.epoch.numpy()), epochs).tolist()
+  listed = (", ".join(map(str, epochs)) if len(epochs) <= 12 else  # A terminal's width.
+            f"{min(epochs)}-{max(epochs)}, each in results.json")
   logging.info("Evaluating each member's best weights (epochs %s; %s) on the test split",
-               ", ".join(map(str, epochs)), ckpts.restore_best())
+               listed, ckpts.restore_best())
   weights = {"which": "best", "epochs": epochs}
   if never.any():
     weights["last"] = np.flatnonzero(never).tolist()
