@@ -8,10 +8,9 @@ The best weights are a second copy of the model's variables, updated in memory w
 improves, and part of the training state. So the latest checkpoint always holds the very best
 weights its early-stopping state refers to, and `best/` is written with it. The latest state is
 written at the end of an epoch once `interval_seconds` have passed since the last write, at the
-end of training, and on SIGTERM. Writing two checkpoints every epoch cost about as much as
-the epoch's training steps on a small CPU (an epoch is a few dozen short steps); a run killed
-without warning resumes from the last write instead (the stream replays exactly from any
-step).
+end of training, and on SIGTERM: writing two checkpoints every epoch can cost as much as the
+epoch's training steps on a small CPU; a run killed without warning resumes from the last write
+instead (the stream replays exactly from any step).
 
 `tf.train.CheckpointManager` writes the data and index files first and the `checkpoint` state
 file last, so a crash mid-write leaves the previous checkpoint named as the latest. Restoring
@@ -116,3 +115,48 @@ class Checkpoints:
     for current, best in zip(self.model.weights, self.best_model.weights):
       current.assign(best)
     return self.best_manager.latest_checkpoint
+
+
+def restore_reported(ckpts: Checkpoints, *, state, monitor: str) -> dict:
+  """Gives the model the weights a run reports and exports; returns results.json's "weights".
+
+  One model: its best epoch's weights (`{"which": "best", "epoch": e}`); if no epoch ever
+  improved the monitored value (NaN every epoch, say), its last weights instead, saying so
+  (`{"which": "last", "why": ...}`): never the initial weights silently. An ensemble: each
+  member's own best epoch's (by its own validation PR-AUC), `{"which": "best", "epochs":
+  [e_0, ...]}`; a member that never improved keeps its last weights, listed in "last".
+
+  Args:
+    ckpts: the run's checkpoints; their best weights are made the model's.
+    state: the run's `engine.state.TrainState`.
+    monitor: the early-stopping metric's name, for the message.
+  """
+  if state.member_best.best_epoch.shape[0] > 1:
+    return _restore_member_best(ckpts, state)
+  stopper = state.early_stopping
+  if int(stopper.best_epoch.numpy()) == 0:
+    why = (f"no epoch improved {monitor} (its value was never a number better than the "
+           f"initial one): reporting and exporting the last weights, not a best epoch")
+    logging.warning("%s", why)
+    return {"which": "last", "why": why}
+  logging.info("Evaluating the best weights (%s) on the test split", ckpts.restore_best())
+  return {"which": "best", "epoch": int(stopper.best_epoch.numpy())}
+
+
+def _restore_member_best(ckpts: Checkpoints, state) -> dict:
+  epochs = state.member_best.best_epoch.numpy()
+  never = epochs == 0
+  if never.any():
+    ckpts.keep_best(state.step, members=never)
+  epochs = np.where(never, int(state.epoch.numpy()), epochs).tolist()
+  listed = (", ".join(map(str, epochs)) if len(epochs) <= 12 else  # A terminal's width.
+            f"{min(epochs)}-{max(epochs)}, each in results.json")
+  logging.info("Evaluating each member's best weights (epochs %s; %s) on the test split",
+               listed, ckpts.restore_best())
+  weights = {"which": "best", "epochs": epochs}
+  if never.any():
+    weights["last"] = np.flatnonzero(never).tolist()
+    weights["why"] = ("members " + ", ".join(map(str, weights["last"])) + " never improved "
+                      "their validation PR-AUC: their last weights are reported and exported")
+    logging.warning("%s", weights["why"])
+  return weights

@@ -236,14 +236,27 @@ def results_table(results: dict) -> str:
   th = results["threshold"]
   rule = (f"recall >= {th['target_recall']:g}" if "target_recall" in th else
           f"lowest {th['fp_cost']:g}*FP + {th['fn_cost']:g}*FN")
-  weights = results.get("weights", {})
-  which = (f"best epoch ({weights['epoch']})" if weights.get("which") == "best" else
-           "last weights")
   at_t = {"threshold": th["value"]}
   rows = {"validation": {"threshold": 0.5, **results["validation"]},
           "test": {"threshold": 0.5, **results["test"]},
           "validation @t": {**at_t, **th["validation"]}, "test @t": {**at_t, **th["test"]}}
-  return (f"Metrics of the {which}; auc, prc and r@fpr1% over all predictions.\n"
+  held_out = ("" if not results.get("validation_cross_fitted") else
+              "validation loss and counts at 0.5: cross-fitted (each half by the Platt fit "
+              "on the other).\n")
+  return (f"Metrics of the {_which_weights(results.get('weights', {}))}; auc, prc and r@fpr1% "
+          "over all predictions.\n"
           "r@fpr1%: the best recall at a false-positive rate of at most 1% (recall_at_fpr).\n"
-          f"@t: the threshold chosen on validation for {rule}.\n"
+          f"@t: the threshold chosen on validation for {rule}.\n" + held_out
           + format_table(rows, RESULTS_COLUMNS))
+
+
+def _which_weights(weights: dict) -> str:
+  """results.json's "weights" in words: the best epoch, each member's, or the last weights."""
+  if weights.get("which") != "best":
+    return "last weights"
+  if "epochs" not in weights:
+    return f"best epoch ({weights['epoch']})"
+  epochs = weights["epochs"]
+  listed = (", ".join(map(str, epochs)) if len(epochs) <= 12 else
+            f"{min(epochs)}-{max(epochs)}, each in results.json")
+  return f"members' own best epochs ({listed})"

@@ -19,13 +19,13 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from engine import (checkpointing, distribute, evaluation, export, preemption, progress, strategies,
-                    run_dir)
+from engine import (calibration, checkpointing, distribute, evaluation, export, preemption,
+                    progress, run_dir, strategies)
 from engine import state as train_state
 from engine import threshold as thresholds
 from engine.config import DEFAULT_STEPS_PER_EPOCH, Config, ConfigError
 from engine.summaries import Summaries
-from engine.trainer import Trainer
+from engine.trainer import Evaluation, Trainer
 from engine.write_guard import guard
 from input_pipeline.data import Data
 from input_pipeline.loading import open_data
@@ -64,6 +64,9 @@ class Run:
   summaries: Summaries
   chief: bool
   epoch_steps: int
+  # Fitted on the validation scores at each validation pass (`validate`), kept for the test
+  # split and the export: after the final report, the best weights' fit.
+  calibration: calibration.Calibration = calibration.IDENTITY
 
 
 def train_and_evaluate(config: Config, model_dir: str, *, initial_weights: str | None = None,
@@ -181,6 +184,7 @@ def fit(run: Run, stop: preemption.StopRequest) -> dict | None:
   """
   config, state = run.config, run.state
   start_epoch, t0 = int(state.epoch.numpy()), time.perf_counter()
+  logging.info("Early stopping on %s", progress.monitor_description(config))
 
   def stop_agreed() -> bool:
     # Every worker of a multi-worker run must stop at the same step: they agree on it.
@@ -198,18 +202,32 @@ def fit(run: Run, stop: preemption.StopRequest) -> dict | None:
           f"{run.ckpts.saved_step}) and its best weights are kept in {run.model_dir}")
     if stop_agreed():
       return _preempted(run, stop, epoch)
-    validation, _, _, members = run.trainer.evaluate("validation")
+    validation = validate(run)
     train["examples_per_second"] = steps * config.batch_size * config.ensemble / seconds
-    improved = end_epoch(run, epoch, train, validation, members)
+    improved = end_epoch(run, epoch, train, validation.metrics, validation.member_areas)
     # Counted from this process's start: a resumed run's earlier epochs took unknown time.
     eta = progress.eta_seconds(epochs_done=epoch - start_epoch,
                                epochs_total=config.epochs - start_epoch,
                                seconds_so_far=time.perf_counter() - t0)
     logging.info("%s", progress.epoch_line(
-        epoch=epoch, train=train, validation=validation, eta_seconds=eta,
-        extra=config.monitor_metric, status="best" if improved else
-        f"wait {int(state.early_stopping.wait.numpy())}"))
+        epoch=epoch, train=train, validation=validation.metrics, eta_seconds=eta,
+        extra=config.monitor_metric, status=progress.epoch_status(
+            improved=improved, wait=int(state.early_stopping.wait.numpy()),
+            members_improved=state.member_best.best_epoch.numpy() == epoch)))
   return None
+
+
+def validate(run: Run) -> Evaluation:
+  """Scores the validation split, fits the calibration on those scores and keeps it in
+  `run.calibration`, and evaluates them with it; with `--calibration=platt` the metrics a fit
+  flatters are cross-fitted (engine/calibration.py)."""
+  scores = run.trainer.score("validation")
+  run.calibration = calibration.fit_method(run.config.calibration, scores.labels,
+                                           scores.probabilities)
+  out_of_fold = None
+  if run.config.calibration == "platt":
+    out_of_fold = calibration.cross_fitted(scores.labels, scores.probabilities, run.calibration)
+  return run.trainer.evaluate(scores, run.calibration, out_of_fold=out_of_fold)
 
 
 def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
@@ -265,7 +283,12 @@ def _preempted(run: Run, stop: preemption.StopRequest, epoch: int) -> dict:
 
 
 def final_report(run: Run) -> tuple[dict, dict]:
-  """The best weights' exact metrics on validation and test, and the decision threshold.
+  """The exact metrics on validation and test of the weights that are exported, and the
+  decision threshold.
+
+  Those weights are the best epoch's, or for an ensemble each member's own best epoch's; the
+  calibration is fitted again on their validation scores (`validate`), so the validation
+  metrics are those of exactly what is exported.
 
   Returns:
     (results.json's content, {split: (labels, probabilities)}).
@@ -277,14 +300,16 @@ def final_report(run: Run) -> tuple[dict, dict]:
                  float(stopper.best_value.numpy()), int(stopper.best_epoch.numpy()))
   if run.ckpts.saved_step != state.step:
     _save(run)
-  results, scored, members = _restore_best(run), {}, {}
-  for split in ("validation", "test"):
-    results[split], y, p, members[split] = run.trainer.evaluate(split)
-    scored[split] = (y, p)
+  results = {"weights": checkpointing.restore_reported(run.ckpts, state=state,
+                                                         monitor=config.monitor)}
+  validation = validate(run)
+  test = run.trainer.evaluate(run.trainer.score("test"), run.calibration)
+  scored = {e: (r.labels, r.probabilities) for e, r in (("validation", validation), ("test", test))}
+  results.update(validation=validation.metrics, test=test.metrics)
   if _independent_members(state.model):
-    best_epochs = state.member_best.best_epoch.numpy()
-    results["members"] = [{"best_epoch": int(best_epochs[k]), "validation": members["validation"][k],
-                            "test": members["test"][k]} for k in range(state.model.members)]
+    results["members"] = [{"best_epoch": epoch, "validation": v, "test": t} for epoch, v, t in
+                          zip(results["weights"]["epochs"], validation.member_areas,
+                              test.member_areas)]
   results["threshold"] = thresholds.choose(
       config, val_labels=scored["validation"][0], val_probabilities=scored["validation"][1],
       test_labels=scored["test"][0], test_probabilities=scored["test"][1])
@@ -299,33 +324,20 @@ def final_report(run: Run) -> tuple[dict, dict]:
       "stopped_early": bool(stopper.should_stop), "data": run.data.counts(),
       "ensemble": config.ensemble, "logit_shift": run.trainer.logit_shift,
       "positive_share": config.positive_fraction,
-      "calibration": run.trainer.calibration.as_dict(),
+      "calibration": run.calibration.as_dict(),
+      "validation_cross_fitted": _cross_fitted_entry(run),
   })
-  if run.trainer.calibration.why:
+  if run.calibration.why:
     logging.warning("Calibration: %s; the scores are the prior-corrected ones",
-                    run.trainer.calibration.why)
+                    run.calibration.why)
   return results, scored
 
 
-def _restore_best(run: Run) -> dict:
-  """Gives the model its best weights; if no epoch ever improved the monitored value (NaN every
-  epoch, say), keeps the last weights instead, and says so: never the initial weights silently.
-
-  Returns:
-    The start of results.json: a "weights" entry saying which weights it reports, and why.
-  """
-  monitor, stopper = run.config.monitor, run.state.early_stopping
-  # A member that never improved keeps its last weights, as a run that never improved does.
-  never = run.state.member_best.best_epoch.numpy() == 0
-  if never.any():
-    run.ckpts.keep_best(run.state.step, members=never)
-  if int(stopper.best_epoch.numpy()) == 0:
-    why = (f"no epoch improved {monitor} (its value was never a number better than the "
-           f"initial one): reporting and exporting the last weights, not a best epoch")
-    logging.warning("%s", why)
-    return {"weights": {"which": "last", "why": why}}
-  logging.info("Evaluating the best weights (%s) on the test split", run.ckpts.restore_best())
-  return {"weights": {"which": "best", "epoch": int(stopper.best_epoch.numpy())}}
+def _cross_fitted_entry(run: Run) -> dict | None:
+  """results.json's "validation_cross_fitted": which validation metrics are cross-fitted."""
+  if run.config.calibration != "platt":
+    return None  # Nothing fitted on validation: every metric there is out of sample.
+  return {"folds": calibration.FOLDS, "metrics": list(calibration.CROSS_FITTED)}
 
 
 def publish(run: Run, results: dict, scored: dict) -> None:
@@ -340,12 +352,13 @@ def publish(run: Run, results: dict, scored: dict) -> None:
 def _write_results(run: Run, results: dict, scored: dict) -> None:
   """The test summaries, the export (the host model holds the reported weights), results.json."""
   run.summaries.scalars("test", results["test"], results["best_epoch"])
-  run.summaries.best_epoch(results["validation"], results["best_epoch"])
+  run.summaries.best_epoch(results["validation"], results["best_epoch"],
+                           results["weights"].get("epochs"))
   run.summaries.evaluation(results, scored, results["best_epoch"])
   run.summaries.hparams(run.config)
   export_dir = export.export_model(
       run.trainer.host, run.data.preprocessor, threshold=results["threshold"],
-      logit_shift=run.trainer.logit_shift, calibration=run.trainer.calibration,
+      logit_shift=run.trainer.logit_shift, calibration=run.calibration,
       export_dir=os.path.join(run.model_dir, export.EXPORT_DIR))
   logging.info("Exported the %s weights with threshold %.6g to %s",
                results["weights"]["which"], results["threshold"]["value"], export_dir)

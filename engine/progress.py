@@ -53,6 +53,41 @@ def epoch_line(*, epoch: int, train: dict, validation: dict, eta_seconds: float,
           f"{status}")
 
 
+def epoch_status(*, improved: bool, wait: int, members_improved=None) -> str:
+  """`best`, or `wait N` (epochs without improvement of the monitor); for an ensemble, also how
+  many members improved their own best (each keeps its own best weights).
+
+  Args:
+    improved: whether the monitored metric improved this epoch.
+    wait: epochs since it last improved.
+    members_improved: an ensemble's boolean mask of members whose own best is this epoch.
+  """
+  status = "best" if improved else f"wait {wait}"
+  if members_improved is not None and len(members_improved) > 1:
+    status += f", {int(sum(members_improved))}/{len(members_improved)} members best"
+  return status
+
+
+# What each monitorable metric is, for the line that says what early stopping follows.
+_MONITORED = {"prc": "exact PR-AUC", "auc": "exact ROC-AUC", "loss": "log loss"}
+
+
+def monitor_description(config) -> str:
+  """What `--monitor` stops on, in one short line: which metric, of which scores, fitted how.
+
+  The ranking metrics do not depend on the calibration (every fit is monotone); the others are
+  of the calibrated scores, cross-fitted with `--calibration=platt` (engine/calibration.py).
+  """
+  from engine import calibration
+  name = config.monitor_metric
+  what = f"{config.monitor}, {_MONITORED.get(name, name + ' at 0.5')} of validation"
+  if name in ("prc", "auc"):
+    return what + ", a ranking (no fit changes it)"
+  if config.calibration == "platt" and name in calibration.CROSS_FITTED:
+    return what + f", Platt fit {calibration.FOLDS}-fold cross-fitted"
+  return what + ", prior-corrected (nothing fitted)"
+
+
 def closing_block(model_dir: str, runs: list[str], comparison: bool = False) -> list[str]:
   """Where to look next: results, exports, logs, and the TensorBoard command.
 

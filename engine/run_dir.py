@@ -215,6 +215,7 @@ def check_compatible(model_dir: str, config: Config, feature_names: list[str]) -
     raise ConfigError(f"--model_dir={model_dir} holds a run trained on other features "
                       f"({len(old_features)} columns); use another --model_dir or pass --fresh")
   check(DATA_FIELDS)
+  _check_monitor(model_dir, config, old.get("monitor", defaults["monitor"]))
   if old_data and "fingerprint" in old_data:
     now = data_identity(config)
     if (now.get("fingerprint"), now.get("size")) != (old_data["fingerprint"], old_data.get("size")):
@@ -224,6 +225,19 @@ def check_compatible(model_dir: str, config: Config, feature_names: list[str]) -
           f"{str(now.get('fingerprint'))[:16]} ({now.get('size')} bytes): the data changed; "
           "use another --model_dir or pass --fresh")
   return True
+
+
+def _check_monitor(model_dir: str, config: Config, old: str) -> None:
+  """The checkpointed early-stopping state (best value, patience left) is of the run's monitor:
+  another would be compared with that metric's best. Older names of one metric are the same."""
+  try:
+    same = config.replace(monitor=old).monitor_metric == config.monitor_metric
+  except ConfigError:  # A name this version no longer knows: not the same metric.
+    same = False
+  if not same:
+    raise ConfigError(f"--model_dir={model_dir} holds a run that early-stops on monitor={old!r}, "
+                      f"not {config.monitor!r}: its best value and patience are {old}'s; resume "
+                      f"with --monitor={old}, use another --model_dir or pass --fresh")
 
 
 def clear(model_dir: str) -> None:

@@ -2,7 +2,8 @@
 
 Runs under `<model_dir>/logs`: `train` and `validation` per epoch; `test` (the best weights' test
 metrics) and `validation_best` (the best epoch's validation metrics, again, with `best_epoch`),
-both at the best epoch's step; and `logs` itself, the HParams session. A tag means what it means
+both at the best epoch's step (an ensemble's with each member's own best epoch as
+`member_k/best_epoch`); and `logs` itself, the HParams session. A tag means what it means
 in results.json: `auc` and `prc` are exact, `auc_streaming` and `prc_streaming` Keras' estimates;
 `recall_at_fpr_0.01` is results.json's `recall_at_fpr` {"0.01": ...}.
 """
@@ -48,9 +49,9 @@ class Summaries:
     {"recall_at_fpr": {"0.01": r}} is the tag `recall_at_fpr_0.01`.
 
     The Summary protobuf is built on the host (TensorBoard's `scalar_pb`: the same float32
-    tensor and scalar-plugin metadata `tf.summary.scalar` writes) and written with one op.
-    Eagerly, one `tf.summary.scalar` op per value, twice per epoch, cost a sizeable fraction
-    of the epoch's training time.
+    tensor and scalar-plugin metadata `tf.summary.scalar` writes) and written with one op:
+    eagerly, one `tf.summary.scalar` op per value, twice per epoch, cost a sizeable share of a
+    short epoch's training time.
     """
     if not self.enabled:
       return
@@ -106,10 +107,19 @@ class Summaries:
     with self.writer(name).as_default(step=step):
       tf.summary.image(tag, np.asarray(rgb, np.uint8)[np.newaxis])
 
-  def best_epoch(self, validation: dict[str, float], epoch: int) -> None:
-    """The best epoch's validation metrics (as `validation` holds them at that step), and the
-    epoch, in the `validation_best` run: what the HParams table shows beside the test ones."""
-    self.scalars(BEST_VALIDATION, {**validation, "best_epoch": epoch}, epoch)
+  def best_epoch(self, validation: dict[str, float], epoch: int,
+                 member_epochs: list[int] | None = None) -> None:
+    """The reported weights' validation metrics and the best epoch, in the `validation_best`
+    run: what the HParams table shows beside the test ones.
+
+    Args:
+      validation: results.json's validation metrics (a single model's are what `validation`
+        holds at the best epoch; an ensemble's are those of its members' best weights together).
+      epoch: the best epoch of the monitored metric, the step they are written at.
+      member_epochs: an ensemble's: each member's own best epoch, as `member_k/best_epoch`.
+    """
+    extra = {f"member_{k}/best_epoch": e for k, e in enumerate(member_epochs or ())}
+    self.scalars(BEST_VALIDATION, {**validation, "best_epoch": epoch, **extra}, epoch)
 
   def hparams(self, config) -> None:
     """The run's hyperparameters, for the HParams dashboard, at `<model_dir>/logs`.

@@ -1,18 +1,23 @@
-"""The runner of one model: `train(num_steps)` and `evaluate(split)`, in the spirit of orbit.
+"""The runner of one model: `train(num_steps)`, `score(split)` and `evaluate(scores,
+calibration)`, in the spirit of orbit.
 
 The `Trainer` owns the compiled training loop over the distributed input stream, and the
 evaluation of a split: one scoring pass (a host copy of the weights, one compiled function)
-whose logits feed both the streaming Keras metrics and the exact ones. The outer loop
-(engine/loop.py) decides when to train, evaluate, checkpoint and stop.
+whose scores feed both the streaming Keras metrics and the exact ones. Evaluating fits
+nothing: the calibration is an argument, fitted and kept by the outer loop (engine/loop.py),
+which decides when to train, evaluate, checkpoint and stop.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
+import numpy as np
 import tensorflow as tf
 
-from engine import calibration, distribute, evaluation, losses, models, progress, strategies
+from engine import distribute, evaluation, losses, models, progress, strategies
+from engine.calibration import CROSS_FITTED, Calibration
 from engine.metrics import Metrics
 from engine.step import make_train_loop
 from input_pipeline.datasets import StreamSpec
@@ -27,7 +32,9 @@ def train_iterator(data, strategy: tf.distribute.Strategy, *, config, start_step
   many members' batches an element holds (a model whose members train on rows of their own).
   """
   num_replicas = strategy.num_replicas_in_sync
-  share = strategies.get(config.strategy).stream_share(config.positive_fraction)
+  imbalance = strategies.get(config.strategy)
+  share = imbalance.stream_share(strategies.positive_share(
+      data.class_counts(), config.positive_fraction if imbalance.uses_share else None))
 
   # One element holds every member's batch: members train on their own rows, drawn from one
   # stream (a pure function of the seed, like a single model's; input_pipeline/datasets.py).
@@ -41,6 +48,39 @@ def train_iterator(data, strategy: tf.distribute.Strategy, *, config, start_step
         skip=start_step * num_replicas // ctx.num_input_pipelines))
 
   return iter(strategy.distribute_datasets_from_function(train_fn))
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+  """One scoring pass of a split: its labels and each member's prior-corrected probabilities
+  [members, rows], before any calibration."""
+
+  labels: np.ndarray
+  members: np.ndarray
+
+  @property
+  def probabilities(self) -> np.ndarray:
+    """The ensemble's probability: the members' mean (one member: its own)."""
+    return self.members.mean(axis=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """What `Trainer.evaluate` returns.
+
+  Attributes:
+    metrics: {name: value}, as results.json and TensorBoard name them.
+    labels: the split's labels.
+    probabilities: the calibrated probabilities the metrics are of.
+    member_areas: each member's exact {"auc", "prc"} on its own prior-corrected scores.
+    calibration: the calibration applied.
+  """
+
+  metrics: dict
+  labels: np.ndarray
+  probabilities: np.ndarray
+  member_areas: list
+  calibration: Calibration
 
 
 class Trainer:
@@ -57,13 +97,11 @@ class Trainer:
     self.config, self.data, self.state = config, data, state
     counts = data.class_counts()
     imbalance = strategies.get(config.strategy)
-    self.class_weights = imbalance.class_weights(counts, config.positive_fraction)
+    share = strategies.positive_share(
+        counts, config.positive_fraction if imbalance.uses_share else None)
+    self.class_weights = imbalance.class_weights(counts, share)
     # Scores are reported and exported on the real-world prior (engine/strategies.py).
-    self.logit_shift = imbalance.logit_shift(counts, config.positive_fraction)
-    # Fitted on the validation scores at each evaluation of that split (engine/calibration.py);
-    # the test split is scored with the fit of the last validation pass, the same weights' in
-    # the final report.
-    self.calibration = calibration.IDENTITY
+    self.logit_shift = imbalance.logit_shift(counts, share)
     with strategy.scope():
       self.train_metrics = Metrics()
     model = state.model
@@ -97,38 +135,45 @@ class Trainer:
     return run_steps(self._loop, self._iterator, self.train_metrics, steps=num_steps,
                      steps_per_loop=self.config.steps_per_loop, stop_requested=stop, bar=bar)
 
-  def evaluate(self, split: str):
+  def score(self, split: str) -> Scores:
     """Scores `split` once with the current weights (the moving average of the weights with
-    `--ema_momentum`; members' probabilities averaged, prior corrected, then calibrated:
-    `--calibration=platt` fits the calibration on this pass when `split` is the validation one,
-    and the test split uses the last validation pass's fit).
+    `--ema_momentum`): each member's prior-corrected probabilities, before any calibration."""
+    self.host.set_weights(self.state.evaluated_model.get_weights())
+    labels, logits = self.data.predictions(split, self._scorer)
+    return Scores(labels=labels,
+                  members=evaluation.member_probabilities(logits, self.logit_shift))
+
+  def evaluate(self, scores: Scores, calibration: Calibration, *,
+               out_of_fold: np.ndarray | None = None) -> Evaluation:
+    """The metrics of `scores` (from `score`) under `calibration`; fits and keeps nothing.
 
     Every epoch and the final report call this, so a name means the same number in both: the
     exact metrics of engine/evaluation.py (`loss`, `brier`, the counts at 0.5, and over all
     predictions `auc`, `prc` and the nested `recall_at_fpr`), plus the 200-threshold Keras
     estimates as `auc_streaming` and `prc_streaming`.
 
-    Returns:
-      (metrics, labels, probabilities, member_areas); `member_areas` is each member's exact
-      {"auc", "prc"}.
+    Args:
+      scores: a split's scores.
+      calibration: applied to the members' mean probability.
+      out_of_fold: optional; the same rows calibrated by fits that did not see them
+        (`calibration.cross_fitted`). When given, the metrics a fit flatters
+        (`calibration.CROSS_FITTED`) are computed on these instead.
     """
-    self.host.set_weights(self.state.evaluated_model.get_weights())
-    labels, logits = self.data.predictions(split, self._scorer)
-    members = evaluation.member_probabilities(logits, self.logit_shift)
-    probabilities = members.mean(axis=0)
-    if split == "validation":
-      self.calibration = (calibration.fit(labels, probabilities)
-                          if self.config.calibration == "platt" else calibration.IDENTITY)
-    probabilities = calibration.apply(probabilities, self.calibration)
+    labels = scores.labels
+    probabilities = calibration(scores.probabilities)
     out = evaluation.exact_metrics(labels, probabilities)
+    if out_of_fold is not None:
+      held_out = evaluation.exact_metrics(labels, out_of_fold)
+      out.update({name: held_out[name] for name in CROSS_FITTED})
     streaming = self.eval_metrics.evaluate(labels, probabilities)
     out.update(auc_streaming=streaming["auc_streaming"], prc_streaming=streaming["prc_streaming"])
-    if len(members) == 1:  # A single model is its own only member: its areas are known.
+    if len(scores.members) == 1:  # A single model is its own only member: its areas are known.
       areas = [{"auc": out["auc"], "prc": out["prc"]}]
     else:
       areas = [dict(zip(("auc", "prc"), evaluation.roc_auc_and_average_precision(labels, m)))
-               for m in members]
-    return out, labels, probabilities, areas
+               for m in scores.members]
+    return Evaluation(metrics=out, labels=labels, probabilities=probabilities,
+                      member_areas=areas, calibration=calibration)
 
 
 def run_steps(train_loop, iterator, metrics: Metrics, *, steps: int, steps_per_loop: int,

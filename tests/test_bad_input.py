@@ -99,7 +99,7 @@ def _cases(base, good):
                                                "--positive_fraction=0.005"],
        "--positive_fraction=0.005: below the training split's fraud rate"),
       ("other monitor in the directory", [f"--data_path={good}", "--monitor=val_loss"],
-       "holds a run with monitor='val_prc', not 'val_loss'"),
+       "holds a run that early-stops on monitor='val_prc', not 'val_loss'"),
   ]
 
 

@@ -90,3 +90,48 @@ def test_a_reversed_ranking_is_not_used():
   p = np.r_[np.linspace(0.5, 0.9, 300), np.linspace(0.1, 0.6, 300)]
   fitted = calibration.fit(y, p)
   assert (fitted.scale, fitted.offset) == (1.0, 0.0) and "reverse" in fitted.why
+
+
+def test_folds_are_stratified_and_fixed():
+  y = np.r_[np.zeros(101), np.ones(7)].astype(np.int64)[np.random.default_rng(0).permutation(108)]
+  fold = calibration.folds(y)
+  for cls, n in ((0, 101), (1, 7)):
+    counts = np.bincount(fold[y == cls], minlength=calibration.FOLDS)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == n  # each class split evenly
+  np.testing.assert_array_equal(calibration.folds(y), fold)  # the same rows every epoch
+
+
+def test_no_row_is_calibrated_by_a_fit_that_saw_it():
+  y, p = _miscalibrated(20_000, seed=4)
+  whole = calibration.fit(y, p)
+  out = calibration.cross_fitted(y, p, whole)
+  fold = calibration.folds(y)
+  # Each half's probabilities are the fit on the other half's rows applied to it.
+  for k in range(calibration.FOLDS):
+    other = calibration.fit(y[fold != k], p[fold != k])
+    assert other != whole  # A different fit, so the test can tell.
+    np.testing.assert_allclose(out[fold == k], calibration.apply(p[fold == k], other), rtol=1e-9)
+
+
+def test_the_in_sample_fit_flatters_its_own_rows():
+  # What cross-fitting is for: on the rows it was fitted on, the fit's log loss is the lowest
+  # any scale and offset can reach (it maximises their likelihood); out of fold it is not.
+  y, p = _miscalibrated(4_000, seed=5)
+  whole = calibration.fit(y, p)
+  in_sample = _log_loss(y, calibration.apply(p, whole))
+  out_of_fold = _log_loss(y, calibration.cross_fitted(y, p, whole))
+  assert in_sample < out_of_fold
+
+
+def test_fit_method_prior_is_the_identity():
+  y, p = _miscalibrated(5_000, seed=6)
+  assert calibration.fit_method("prior", y, p) == calibration.IDENTITY
+  assert calibration.fit_method("platt", y, p) == calibration.fit(y, p)
+
+
+def test_a_warm_start_reaches_the_same_fit():
+  y, p = _miscalibrated(20_000, seed=7)
+  cold = calibration.fit(y, p)
+  warm = calibration.fit(y, p, start=calibration.Calibration("platt", scale=0.5, offset=-1.0))
+  assert warm.scale == pytest.approx(cold.scale, rel=1e-6)
+  assert warm.offset == pytest.approx(cold.offset, rel=1e-6, abs=1e-6)

@@ -48,15 +48,17 @@ def test_baseline_stream_is_a_shuffled_pass_over_the_data():
 
 
 @pytest.mark.parametrize("chunk", [8, 64])
-def test_oversample_positive_share_is_one_half(chunk):
+@pytest.mark.parametrize("positive_fraction", [0.5, 0.1, 0.02])
+def test_oversample_positive_share_is_the_positive_fraction(chunk, positive_fraction):
   x, y = _data()
-  batch = 512
-  ds = datasets.train_dataset(x, y, spec(strategy="oversample", batch_size=batch, chunk=chunk, seed=3))
+  batch, q = 512, positive_fraction
+  ds = datasets.train_dataset(x, y, spec(strategy="oversample", batch_size=batch, chunk=chunk,
+                                          seed=3, positive_fraction=q))
   shares = np.array([b[1].mean() for b in _take(ds, 400)])
-  # Each batch holds batch/chunk single-class chunks, each positive with probability 1/2.
+  # Each batch holds batch/chunk single-class chunks, each positive with probability q.
   k = batch // chunk
-  sd = np.sqrt(0.25 / k)
-  assert abs(shares.mean() - 0.5) < 4 * sd / np.sqrt(len(shares))
+  sd = np.sqrt(q * (1 - q) / k)
+  assert abs(shares.mean() - q) < 4 * sd / np.sqrt(len(shares))
   assert 0.5 * sd < shares.std() < 1.5 * sd
   # Labels match the gathered rows.
   for features, labels in _take(ds, 5):

@@ -129,6 +129,20 @@ def test_rerun_resumes_and_matches_an_uninterrupted_run(tiny_run, tmp_path):
   assert third.returncode == 0 and not EPOCH_LINE.search(third.stdout)
 
 
+def test_resuming_with_another_monitor_is_refused_in_one_line(tiny_run):
+  # The checkpointed best value is val_prc's: a val_loss of 0.03 would "beat" a PR-AUC of 0.85.
+  model_dir, _ = tiny_run
+  before = {name: os.path.getmtime(os.path.join(model_dir, name)) for name in os.listdir(model_dir)}
+  proc = run_main(*TINY, "--epochs=4", f"--model_dir={model_dir}", "--deterministic",
+                  "--monitor=val_loss")
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "monitor='val_prc', not 'val_loss'" in lines[0], proc.stderr
+  assert "--monitor=val_prc" in lines[0] and "Traceback" not in proc.stderr
+  after = {name: os.path.getmtime(os.path.join(model_dir, name)) for name in os.listdir(model_dir)}
+  assert after == before  # Refused before anything is written.
+
+
 def test_with_xla_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
   # Resume is exact within each mode: the compiled step replays the same masks and stream.
   xla = (*TINY, "--deterministic", "--jit_compile=true")

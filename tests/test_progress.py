@@ -44,3 +44,26 @@ def test_bar_only_on_terminals_in_long_epochs(stream_type, total, per_call, draw
   assert bar.done == total
   assert (f"{total}/{total} steps" in text) is drawn
   assert ("\r" in stream.getvalue()) is drawn
+
+
+@pytest.mark.parametrize("monitor,method,says", [
+    ("val_loss", "platt", "val_loss, log loss of validation, Platt fit 2-fold cross-fitted"),
+    ("val_loss", "prior", "val_loss, log loss of validation, prior-corrected (nothing fitted)"),
+    ("val_recall", "platt", "val_recall, recall at 0.5 of validation, Platt fit 2-fold "
+                            "cross-fitted"),
+    ("val_prc", "platt", "val_prc, exact PR-AUC of validation, a ranking (no fit changes it)"),
+    ("val_auc_exact", "prior", "val_auc_exact, exact ROC-AUC of validation, a ranking"),
+])
+def test_the_run_says_what_early_stopping_follows(monitor, method, says):
+  from engine.config import Config
+  line = progress.monitor_description(Config(monitor=monitor, calibration=method))
+  assert line.startswith(says)
+  assert len("00:00:00 Early stopping on " + line) <= 100  # A terminal's width.
+
+
+@pytest.mark.parametrize("improved,wait,members,status", [
+    (True, 0, None, "best"), (False, 3, None, "wait 3"), (True, 0, [True], "best"),
+    (False, 1, [True, False, True, False], "wait 1, 2/4 members best"),
+    (True, 0, [False, False], "best, 0/2 members best")])
+def test_epoch_status_counts_the_members_that_improved(improved, wait, members, status):
+  assert progress.epoch_status(improved=improved, wait=wait, members_improved=members) == status

@@ -100,7 +100,7 @@ def _owned_run(tmp_path, config, features=("a", "b")):
     (dict(ensemble=4), "ensemble=1"),
     (dict(label_column="y"), "label_column='Class'"),
     # Its default changed: a run begun with the old one must not resume with the new one.
-    (dict(positive_fraction=0.05), "positive_fraction=0.005, not 0.05"),
+    (dict(positive_fraction=0.05), "positive_fraction=None, not 0.05"),
     (dict(split="time", time_column="t"), "time_column=None, not 't'"),
 ])
 def test_incompatible_runs_are_refused_unless_fresh(tmp_path, change, message):
@@ -108,6 +108,41 @@ def test_incompatible_runs_are_refused_unless_fresh(tmp_path, change, message):
   with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
     run_dir.check_compatible(str(tmp_path), Config(**change), ["a", "b"])
   assert run_dir.check_compatible(str(tmp_path), Config(fresh=True, **change), ["a", "b"]) is False
+
+
+@pytest.mark.parametrize("old,new,refused", [
+    ("val_prc", "val_loss", True),
+    ("val_loss", "val_auc", True),
+    ("val_prc", "val_prc", False),
+    # Older names of the same metric.
+    ("val_prc_exact", "val_prc", False),
+    ("val_auc", "val_auc_exact", False),
+])
+def test_resuming_with_another_monitor_is_refused(tmp_path, old, new, refused):
+  _owned_run(tmp_path, Config(monitor=old))
+  if refused:
+    with pytest.raises(ConfigError, match=f"early-stops on monitor='{old}', not '{new}'"):
+      run_dir.check_compatible(str(tmp_path), Config(monitor=new), ["a", "b"])
+    assert run_dir.check_compatible(str(tmp_path), Config(monitor=new, fresh=True),
+                                    ["a", "b"]) is False
+  else:
+    assert run_dir.check_compatible(str(tmp_path), Config(monitor=new), ["a", "b"])
+
+
+def test_a_run_recorded_before_the_monitor_was_kept_ran_with_its_default(tmp_path):
+  _owned_run(tmp_path, Config())
+  old = read_config(tmp_path)
+  del old["monitor"]
+  run_dir.write_json(str(tmp_path / run_dir.CONFIG_FILE), old)
+  assert run_dir.check_compatible(str(tmp_path), Config(), ["a", "b"])
+  with pytest.raises(ConfigError, match="monitor='val_prc', not 'val_loss'"):
+    run_dir.check_compatible(str(tmp_path), Config(monitor="val_loss"), ["a", "b"])
+
+
+def read_config(path) -> dict:
+  import json
+  with open(path / run_dir.CONFIG_FILE) as f:
+    return json.load(f)
 
 
 def test_compatible_changes_resume(tmp_path):

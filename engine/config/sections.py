@@ -271,8 +271,9 @@ class EvaluationConfig:
 
   monitor: str = option("val_prc", "Validation metric for early stopping and the best "
                         "checkpoint, computed on the whole validation split: val_ + prc or auc "
-                        "(exact areas), loss, precision, recall, accuracy, tp, fp, tn, fn.",
-                        compat=True)
+                        "(exact areas), loss, precision, recall, accuracy, tp, fp, tn, fn; under "
+                        "--calibration=platt, loss and the counts at 0.5 are cross-fitted. A "
+                        "resumed run keeps it (engine/run_dir.py).")
   patience: int = option(10, "Epochs without improvement before stopping.")
   eval_batch_size: int = option(8192, "Global batch size for evaluation.")
   calibration: str = option("platt", "How scores become the real-world fraud probability "
