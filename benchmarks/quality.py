@@ -1,366 +1,388 @@
-"""Model quality per strategy, averaged over seeds: runs `main.py` as a user would.
+"""Model quality on several tables in one run: the engine as a user runs it against tree peers.
 
-  python benchmarks/quality.py --data_path=creditcard.csv.gz --seeds=0,1,2 \
-      --strategies=baseline,class_weight,oversample --keras --json=quality.json
-  python benchmarks/quality.py --data_path=creditcard.csv.gz --seeds=0 --strategies= \
-      --json=peers.json      # the gradient-boosted-tree peers alone
+  python benchmarks/quality.py --tables=creditcard,creditcard_time,transactions,merchants \
+      --seeds=0,1,2,3,4 --json=quality.json --markdown=quality.md \
+      [--config NAME="main.py flags"]... [--peers=xgboost,lightgbm,catboost] \
+      [--engine_only | --peers_only]
 
-Each run is a separate `main.py` process with default flags (plus --seed, --data_path,
---target_recall and any extra flags after `--`), in its own model directory. Prints the test
-metrics of every run and the mean per strategy, with the quality bar of the engine issue beside
-it.
+Tables (benchmarks/tables.py): `creditcard`, the credit-card set with main.py's stratified
+random split (64/16/20), one split per seed; `creditcard_time`, the same set split by time
+(`--split=time --time_column=Time`: the last 20% in time is test; the seed changes only the
+training); `transactions` and `merchants`, two generated tables of different shapes
+(tests/transactions.py), split by time, whose generators also give each row's true fraud
+probability: the oracle, whose test AP is reported beside the contenders'. The true probability
+never reaches the engine: it is not in the CSV main.py reads.
 
-With --keras, each seed also runs the TensorFlow tutorial's Keras recipe (`model.fit`, the
-tutorial's model, losses, class weights, element-wise `sample_from_datasets` and early stopping)
-on exactly the engine's split and preprocessing for that seed, so the two are compared on the
-same test rows: with ~98 test frauds, the split alone moves PR-AUC by several points.
+Contenders, per table and seed, on the same rows of each split:
+  - the engine: each configuration is `python main.py <table flags> <its flags> --seed=S` in a
+    fresh process and model directory, then `python main.py --mode=predict` with its export on
+    the test rows, which gives the per-row test scores. The defaults are `headline`
+    (`--strategy=oversample`, the README's command), `baseline` and `class_weight`; `--config
+    NAME="flags"` adds one (or replaces one of the same name). Its wall time is the training
+    process's, from start to exit.
+  - the peers (benchmarks/peers.py, the `bench` extra): XGBoost, LightGBM and CatBoost in the
+    configurations of issue 26, each fitted in a worker process on the engine's split, with the
+    same raw columns and the time features the engine can derive (`--time_features` where main.py
+    has it: give it in a --config). Their wall time is the fit's.
 
-With --peers (the default), each seed also trains XGBoost and LightGBM (early-stopped on the
-validation split) on that same split and the same scaled features: the strong non-neural
-baselines for tabular fraud data, so the engine is judged against them and not only against
-another network. Extra main.py flags after `--` do not reach the peers or the Keras recipe, so
-flags that change the split or the preprocessing (--validation_fraction, --clip, ...) make the
-comparison unfair.
+The split is the engine's own (input_pipeline's reader, column roles, row checks and split, in
+benchmarks/tables.py), and each engine run is checked against it: its results.json must count the
+same rows and frauds in every split, and its test AP must match the AP of its exported scores on
+the benchmark's test rows.
 
-Every contender is also reported at one operating point, chosen as the engine chooses it
-(engine.threshold): the highest threshold whose VALIDATION recall is at least --target_recall,
-then that threshold's recall and precision on TEST. A fraud team deploys a threshold, not a
-curve; choosing it on validation keeps the test figures honest. The engine's own choice is read
-from its results.json (main.py gets the same --target_recall); the others' goes through
-`operating_point` below, which calls the same engine.threshold code.
-
-Needs the `bench` extra for the peers: pip install -e ".[bench]".
+Reported per table: each contender's test AP, ROC-AUC and recall at a 1% false-positive rate, per
+seed and the mean; each engine configuration's paired difference in test AP to the best peer
+(the peer with the highest mean test AP), per seed and the mean, with a bootstrap interval: the
+test rows of each seed are resampled with replacement, the same resample for both contenders,
+and the interval is the 2.5 and 97.5 percentiles of the mean-over-seeds difference; each
+contender's mean wall time, as an AP-against-time table; the oracle's AP. Everything goes to
+--json; a markdown summary, for BUILD.md, is printed and written to --markdown.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The workers import engine and input_pipeline (neither loads TensorFlow on import).
+# This process imports engine and input_pipeline (neither loads TensorFlow on import).
 sys.path.insert(0, ROOT)
-# The tutorial's own Keras recipe on this data (TF 2.21, three seeds, exact metrics, threshold 0.5).
-BARS = {"baseline": {"auc": 0.98, "prc": 0.85},
-        "class_weight": {"auc": 0.95, "prc": 0.70, "recall": 0.84},
-        "oversample": {"auc": 0.975, "prc": 0.75, "recall": 0.90}}
-KEYS = ("auc", "prc", "recall", "precision", "fp", "fn", "loss", "brier")
-# Every contender's figures in the comparison: exact test AP and ROC-AUC, and test recall and
-# precision at the threshold chosen on validation for --target_recall.
-POINT_KEYS = ("ap", "roc_auc", "recall_at_fpr_0.01", "recall_at_t", "precision_at_t")
-PEERS = ("xgboost", "lightgbm")
-# Peers: boosting rounds at most, learning rate, and rounds without a better validation
-# average precision before stopping (the best round's model is the one scored).
-MAX_ROUNDS, LEARNING_RATE, EARLY_STOPPING_ROUNDS = 2000, 0.02, 100
-# The split every contender uses: {} (main.py's stratified random split) or, with --time_split,
-# the time-ordered one ({"split": "time", "time_column": ...}), set once in main().
-SPLIT = {}
+
+from benchmarks import tables  # noqa: E402
+
+ENGINE_DEFAULTS = {"headline": "--strategy=oversample", "baseline": "--strategy=baseline",
+                   "class_weight": "--strategy=class_weight"}
+PEERS = ("xgboost", "lightgbm", "catboost")
+METRICS = ("ap", "roc_auc", "recall_at_fpr_0.01")
+FPR = 0.01
 
 
-def point_metrics(auc: float, ap: float, threshold_entry: dict, recall_at_fpr: dict) -> dict:
-  """One contender's comparison figures from its exact test AUCs and a threshold entry shaped
-  like results.json's "threshold" ({"value", "validation": confusion, "test": confusion}), so
-  the engine's results.json and the other contenders' `operating_point` read the same way."""
-  test = threshold_entry["test"]
-  return {"ap": ap, "roc_auc": auc, "recall_at_fpr_0.01": recall_at_fpr["0.01"],
-          "recall_at_t": test["recall"],
-          "precision_at_t": test["precision"], "threshold": threshold_entry["value"],
-          "validation_recall": threshold_entry["validation"]["recall"]}
-
-
-def operating_point(y_val, p_val, y_test, p_test, target_recall: float) -> dict:
-  """`point_metrics` of scores from outside the engine, through the engine's own code:
-  engine.threshold.choose (for_recall on validation, confusion on validation and test) and
-  sklearn's exact ROC-AUC and average precision on test. Runs in a worker process."""
+def metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+  """Exact test AP, ROC-AUC and recall at a 1% false-positive rate of `scores`."""
   from sklearn import metrics as skm
 
-  from engine import evaluation, threshold
-  from engine.config import Config
-
-  entry = threshold.choose(Config(target_recall=target_recall), val_labels=y_val,
-                           val_probabilities=p_val, test_labels=y_test,
-                           test_probabilities=p_test)
-  return point_metrics(float(skm.roc_auc_score(y_test, p_test)),
-                       float(skm.average_precision_score(y_test, p_test)), entry,
-                       evaluation.recall_at_fpr(y_test, p_test))
+  from engine import evaluation
+  return {"ap": float(skm.average_precision_score(labels, scores)),
+          "roc_auc": float(skm.roc_auc_score(labels, scores)),
+          "recall_at_fpr_0.01": float(evaluation.recall_at_fpr(labels, scores, (FPR,))["0.01"])}
 
 
-def engine_splits(data_path: str | None, seed: int, **config):
-  """The engine's own split and scaled features for `seed`, as main.py builds them."""
-  from engine.config import Config
-  from input_pipeline import preprocessing, sources
+def ranking(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """What `weighted_ap` needs of one contender's scores, computed once for every resample: the
+  rows from the highest score down, and the last position of each run of tied scores."""
+  order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+  ordered = np.asarray(scores)[order]
+  ends = np.append(np.flatnonzero(ordered[1:] != ordered[:-1]), len(ordered) - 1)
+  return order, ends
 
-  config = Config(seed=seed, data_path=data_path, **SPLIT, **config)
-  return preprocessing.prepare(sources.load_frame(config)[0], config)
+
+def weighted_ap(labels: np.ndarray, order: np.ndarray, ends: np.ndarray,
+                weights: np.ndarray) -> float:
+  """Average precision with row weights (a bootstrap resample's counts): sklearn's
+  `average_precision_score(labels, scores, sample_weight=weights)`, tied scores flagged
+  together, from `ranking(scores)`. NaN when the weighted positives are zero."""
+  w = np.asarray(weights, np.float64)[order]
+  y = np.asarray(labels)[order]
+  tp = np.cumsum(w * y)[ends]
+  fp = np.cumsum(w * (1 - y))[ends]
+  if tp[-1] <= 0:
+    return float("nan")
+  gained = np.diff(tp, prepend=0.0)
+  flagged = tp + fp
+  precision = np.divide(tp, flagged, out=np.zeros_like(tp), where=flagged > 0)
+  return float(np.sum(gained * precision) / tp[-1])
 
 
-def run_one(name: str, flags: list[str], seed: int, args, workdir: str) -> dict:
-  """main.py with `flags` (e.g. --strategy=S) for `seed`, in a fresh process; its results."""
-  model_dir = os.path.join(workdir, f"{name}-{seed}")
-  # --target_recall comes after the extra flags so it is the one main.py keeps.
-  cmd = [sys.executable, os.path.join(ROOT, "main.py"), *flags,
-         f"--seed={seed}", f"--model_dir={model_dir}", "--fresh"] + args.extra + [
-         f"--target_recall={args.target_recall}"]
-  if args.data_path:
-    cmd.append(f"--data_path={args.data_path}")
+def paired_bootstrap(labels: list[np.ndarray], scores: dict[str, list[np.ndarray]],
+                     reference: str, *, resamples: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, dict]:
+  """The mean-over-seeds test-AP difference of each contender to `reference`, with a paired
+  bootstrap interval.
+
+  Args:
+    labels: the test labels of each seed.
+    scores: {contender: the test scores of each seed, aligned with `labels`}; holds `reference`.
+    reference: the contender every other one is compared with.
+    resamples: bootstrap resamples; each draws every seed's test rows with replacement, and
+      scores every contender on the same draw.
+    seed: the resampling's random seed.
+    level: the interval's coverage, from the percentiles (1 - level) / 2 and (1 + level) / 2.
+
+  Returns:
+    {contender: {"per_seed": [AP difference of each seed], "mean": their mean, "low", "high"}}
+    for every contender but `reference`.
+  """
+  from sklearn import metrics as skm
+  rng = np.random.default_rng(seed)
+  others = [c for c in scores if c != reference]
+  ranked = {c: [ranking(s) for s in scores[c]] for c in scores}
+  draws = np.empty((resamples, len(others)))
+  for b in range(resamples):
+    total = np.zeros(len(others))
+    for k, y in enumerate(labels):
+      w = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y))
+      base = weighted_ap(y, *ranked[reference][k], w)
+      total += [weighted_ap(y, *ranked[c][k], w) - base for c in others]
+    draws[b] = total / len(labels)
+  tail = (1 - level) / 2 * 100
+  out = {}
+  for j, c in enumerate(others):
+    per_seed = [float(skm.average_precision_score(y, s) - skm.average_precision_score(y, r))
+                for y, s, r in zip(labels, scores[c], scores[reference])]
+    low, high = np.nanpercentile(draws[:, j], [tail, 100 - tail])
+    out[c] = {"per_seed": per_seed, "mean": float(np.mean(per_seed)), "low": float(low),
+              "high": float(high)}
+  return out
+
+
+def _run(cmd: list[str], what: str) -> tuple[subprocess.CompletedProcess, float]:
   t0 = time.perf_counter()
   proc = subprocess.run(cmd, capture_output=True, text=True)
   wall = time.perf_counter() - t0
   if proc.returncode != 0:
-    raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    raise SystemExit(f"{what} failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+  return proc, wall
+
+
+def run_engine(table: tables.Table, split: tables.Split, *, name: str, flags: list[str],
+               seed: int, test_csv: str, workdir: str) -> tuple[dict, np.ndarray]:
+  """One engine configuration on one seed: main.py trains, then predicts the test rows.
+
+  Returns:
+    (its figures, its test scores in the order of the split's test rows).
+
+  Raises:
+    SystemExit: a failed process, or a run whose split is not the benchmark's.
+  """
+  import pandas as pd
+  model_dir = os.path.join(workdir, f"{table.name}-{name}-{seed}")
+  main_py = os.path.join(ROOT, "main.py")
+  # The configuration's flags come after the table's, so they win where both set one.
+  _, wall = _run([sys.executable, main_py, *table.flags(), *flags, f"--seed={seed}",
+                  f"--model_dir={model_dir}", "--fresh"], f"engine {name} seed {seed}")
   with open(os.path.join(model_dir, "results.json")) as f:
     results = json.load(f)
-  results["wall_seconds"] = wall
-  th = results["threshold"]
-  if th.get("target_recall") is None or abs(th["target_recall"] - args.target_recall) > 1e-12:
-    # Only the engine has its scores; results.json keeps the chosen threshold, not the scores.
-    raise SystemExit(f"{model_dir}/results.json chose its threshold by {th} rather than for "
-                     f"target recall {args.target_recall}: drop --fp_cost/--fn_cost")
-  results["point"] = point_metrics(results["test"]["auc"], results["test"]["prc"], th,
-                                   results["test"]["recall_at_fpr"])
-  return results
+  expected = {s: {"rows": int((split.split == k).sum()), "positives": int(split.labels(k).sum())}
+              for k, s in enumerate(("train", "validation", "test"))}
+  if results["data"] != expected:
+    raise SystemExit(f"{model_dir}: the engine's split {results['data']} is not the "
+                     f"benchmark's {expected}: the peers would be scored on other rows")
+  scores_csv = os.path.join(model_dir, "test_scores.csv")
+  _run([sys.executable, main_py, "--mode=predict", f"--export_dir={model_dir}/export",
+        f"--data_path={test_csv}", f"--output={scores_csv}"], f"predict {name} seed {seed}")
+  scores = pd.read_csv(scores_csv)["probability"].to_numpy(np.float64)
+  out = metrics(split.labels(2), scores)
+  # The export scores raw rows in float32 where the run scored its encoded arrays: rankings can
+  # differ at ties, not more.
+  out.update(wall_seconds=wall, train_seconds=results["train_seconds"],
+             epochs_run=results["epochs_run"], best_epoch=results["best_epoch"],
+             validation_ap=results["validation"]["prc"], results_test_ap=results["test"]["prc"],
+             model_dir=model_dir)
+  if abs(out["ap"] - out["results_test_ap"]) > 0.005:
+    print(f"WARNING {name} seed {seed}: the export's test AP {out['ap']:.4f} differs from "
+          f"results.json's {out['results_test_ap']:.4f}", flush=True)
+  return out, scores
 
 
-def keras_recipe(data_path: str | None, strategy: str, seed: int, target_recall: float) -> dict:
-  """The tutorial's recipe on the engine's split for `seed` (runs in its own process)."""
-  import keras
-  import numpy as np
-  import tensorflow as tf
-  from sklearn import metrics as skm
-
-  keras.utils.set_random_seed(seed)
-  splits = engine_splits(data_path, seed, strategy=strategy)
-  neg, pos = np.bincount(splits.y_train)
-
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import keras_recipe
-
-  def make_model(bias):
-    return keras_recipe.make_model(splits.num_features, bias,
-                                   metrics=[keras.metrics.AUC(name="prc", curve="PR")])
-
-  stop = keras.callbacks.EarlyStopping(monitor="val_prc", patience=10, mode="max",
-                                       restore_best_weights=True)
-  if strategy == "oversample":
-    model = make_model(0.0)
-
-    train = keras_recipe.resampled_dataset(splits.x_train, splits.y_train)
-    val = tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val)).batch(2048).prefetch(2)
-    history = model.fit(train, steps_per_epoch=20, epochs=1000, callbacks=[stop],
-                        validation_data=val, verbose=0)
-  else:
-    model = make_model(float(np.log(pos / neg)))
-    weights = ({0: (pos + neg) / (2 * neg), 1: (pos + neg) / (2 * pos)}
-               if strategy == "class_weight" else None)
-    history = model.fit(splits.x_train, splits.y_train, batch_size=2048, epochs=100,
-                        callbacks=[stop], validation_data=(splits.x_val, splits.y_val),
-                        class_weight=weights, verbose=0)
-  p = model.predict(splits.x_test, batch_size=8192, verbose=0).ravel()
-  p_val = model.predict(splits.x_val, batch_size=8192, verbose=0).ravel()
-  y = splits.y_test
-  tp = int(((p >= 0.5) & (y == 1)).sum())
-  fp = int(((p >= 0.5) & (y == 0)).sum())
-  return {"auc": float(skm.roc_auc_score(y, p)), "prc": float(skm.average_precision_score(y, p)),
-          "recall": tp / int(y.sum()), "precision": tp / max(1, tp + fp), "fp": fp,
-          "fn": int(y.sum()) - tp, "epochs_run": len(history.history["loss"]),
-          "point": operating_point(splits.y_val, p_val, y, p, target_recall)}
-
-
-def peers(data_path: str | None, seed: int, target_recall: float) -> dict:
-  """XGBoost and LightGBM on the engine's split for `seed` (runs in its own process).
-
-  Both early-stop on the validation split's average precision (the metric the comparison leads
-  with) and are scored with their best round. Features are the engine's scaled ones: trees do
-  not need the scaling, but the clip at +-5 standard deviations is part of what the engine
-  sees, so the peers see it too.
-  """
-  import lightgbm
-  import xgboost
-
-  splits = engine_splits(data_path, seed)
-  fit = {"eval_set": [(splits.x_val, splits.y_val)]}
-  models = {
-      "xgboost": (xgboost.XGBClassifier(
-          n_estimators=MAX_ROUNDS, learning_rate=LEARNING_RATE, max_depth=6,
-          tree_method="hist", eval_metric="aucpr", early_stopping_rounds=EARLY_STOPPING_ROUNDS,
-          n_jobs=os.cpu_count(), random_state=seed), dict(fit, verbose=False)),
-      # Depth 6 as XGBoost's (63 leaves: what a depth-6 tree can hold, less one). metric=
-      # replaces the objective's default (logloss), so early stopping watches AP alone.
-      "lightgbm": (lightgbm.LGBMClassifier(
-          n_estimators=MAX_ROUNDS, learning_rate=LEARNING_RATE, max_depth=6, num_leaves=63,
-          metric="average_precision", n_jobs=os.cpu_count(), random_state=seed, verbose=-1),
-          dict(fit, callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])),
-  }
+def run_peers(table: tables.Table, split: tables.Split, *, peers: list[str], seed: int,
+              workdir: str, max_rounds: int) -> dict:
+  """The peers on one seed, in a worker process: {peer: (figures, test scores)}."""
+  spec = os.path.join(workdir, f"{table.name}.table.json")
+  with open(spec, "w") as f:
+    json.dump({"name": table.name, "path": table.path, "fields": table.fields}, f)
+  output = os.path.join(workdir, f"{table.name}-peers-{seed}.npz")
+  proc, _ = _run([sys.executable, os.path.join(ROOT, "benchmarks", "peers.py"),
+                  f"--table={spec}", f"--seed={seed}", f"--peers={','.join(peers)}",
+                  f"--output={output}", f"--max_rounds={max_rounds}"], f"peers on {table.name} seed {seed}")
+  summary = json.loads(proc.stdout.strip().splitlines()[-1])
+  saved = np.load(output)
+  if not np.array_equal(saved["test_positions"], split.test_positions()):
+    raise SystemExit(f"the peers' test rows of {table.name} seed {seed} are not the engine's")
+  y_val = split.labels(1)
   out = {}
-  for name, (model, fit_kwargs) in models.items():
-    t0 = time.perf_counter()
-    model.fit(splits.x_train, splits.y_train, **fit_kwargs)
-    train_seconds = time.perf_counter() - t0
-    # predict_proba uses the best round of both libraries once early stopping has run.
-    p_val, p_test = (model.predict_proba(x)[:, 1] for x in (splits.x_val, splits.x_test))
-    rounds = (model.best_iteration + 1 if name == "xgboost"  # 0-based index of the best round
-              else model.best_iteration_)  # LightGBM: already a count
-    out[name] = {"point": operating_point(splits.y_val, p_val, splits.y_test, p_test,
-                                          target_recall),
-                 "rounds": int(rounds), "train_seconds": train_seconds}
+  for name in peers:
+    figures = metrics(split.labels(2), saved[f"{name}_test"])
+    figures.update(wall_seconds=summary[name]["fit_seconds"], rounds=summary[name]["rounds"],
+                   validation_ap=metrics(y_val, saved[f"{name}_validation"])["ap"])
+    out[name] = (figures, saved[f"{name}_test"])
   return out
 
 
-def run_worker(what: str, spec: str, args) -> dict:
-  """Runs this file with `--<what>_worker=<spec>` and returns the JSON its last line prints:
-  TensorFlow, XGBoost and LightGBM load (and hold their threads and memory) in that child only,
-  never in the process that launches and times main.py."""
-  cmd = [sys.executable, os.path.abspath(__file__), f"--{what}_worker={spec}",
-         f"--target_recall={args.target_recall}"]
-  if args.time_split:
-    cmd.append(f"--time_split={args.time_split}")
-  if args.data_path:
-    cmd.append(f"--data_path={args.data_path}")
-  proc = subprocess.run(cmd, capture_output=True, text=True,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-  if proc.returncode != 0:
-    raise SystemExit(f"{what} worker {spec} failed:\n{proc.stderr[-3000:]}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+def run_table(table: tables.Table, args, engine: dict[str, list[str]], peers: list[str],
+              seeds: list[int]) -> dict:
+  """Every contender on every seed of one table, then the comparison."""
+  frame = tables.read(table)
+  report = {"rows": int(len(frame)), "flags": table.flags(), "seeds": [], "contenders": {}}
+  labels, scores = [], {}
+
+  def record(name, kind, figures, test_scores, seed):
+    c = report["contenders"].setdefault(name, {"kind": kind, "runs": []})
+    if kind == "engine":
+      c["flags"] = engine[name]
+    c["runs"].append(dict(figures, seed=seed))
+    scores.setdefault(name, []).append(test_scores)
+    print(f"{table.name:<16} seed {seed} {name:<14} " +
+          " ".join(f"{k} {figures[k]:.4f}" for k in METRICS) +
+          f" wall {figures['wall_seconds']:.1f}s", flush=True)
+
+  for seed in seeds:
+    split = tables.split(table, seed, frame)
+    y = split.labels(2)
+    labels.append(y)
+    entry = {"seed": seed, "test_rows": int(len(y)), "test_positives": int(y.sum())}
+    if table.true_probability is not None:
+      entry["oracle"] = metrics(y, table.true_probability[split.test_positions()])
+    report["seeds"].append(entry)
+    test_csv = os.path.join(args.workdir, f"{table.name}-test-{seed}.csv")
+    if engine:
+      tables.write_test_rows(frame, split, test_csv)
+    for name, flags in engine.items():
+      record(name, "engine", *run_engine(table, split, name=name, flags=flags, seed=seed,
+                                         test_csv=test_csv, workdir=args.workdir), seed)
+    if peers:
+      for name, (figures, s) in run_peers(table, split, peers=peers, seed=seed,
+                                          workdir=args.workdir,
+                                          max_rounds=args.max_rounds).items():
+        record(name, "peer", figures, s, seed)
+  for c in report["contenders"].values():
+    c["mean"] = {k: float(np.mean([r[k] for r in c["runs"]]))
+                 for k in (*METRICS, "wall_seconds")}
+  if table.true_probability is not None:
+    report["oracle_mean"] = {k: float(np.mean([e["oracle"][k] for e in report["seeds"]]))
+                             for k in METRICS}
+  peer_means = {n: report["contenders"][n]["mean"]["ap"] for n in peers}
+  if engine and peers:
+    best = max(peer_means, key=peer_means.get)
+    report["best_peer"] = best
+    compared = {n: scores[n] for n in (*engine, best)}
+    report["paired_to_best_peer"] = paired_bootstrap(labels, compared, best,
+                                                     resamples=args.bootstrap, seed=0)
+  return report
 
 
-def fmt_point(pt: dict) -> str:
-  """One line of comparison figures; a mean has no single threshold to show."""
-  t = f"t={pt['threshold']:.4g}" if "threshold" in pt else "t"
-  return (f"AP {pt['ap']:.4f} ROC-AUC {pt['roc_auc']:.4f} "
-          f"recall@FPR1% {pt['recall_at_fpr_0.01']:.4f} | at {t}: "
-          f"recall {pt['recall_at_t']:.4f} precision {pt['precision_at_t']:.4f}")
+def markdown(report: dict) -> str:
+  """The readable summary of a whole run, one section per table."""
+  lines = [f"Quality benchmark, {report['started']} UTC on {report['machine']}; split seeds "
+           f"{','.join(map(str, report['seeds']))}; exact test metrics; engine wall time is the "
+           "whole main.py training process, a peer's its fit.", ""]
+  for name, t in report["tables"].items():
+    first = t["seeds"][0]
+    lines += [f"### {name}", "",
+              f"{t['rows']:,} rows; test {first['test_rows']:,} rows, "
+              f"{', '.join(str(e['test_positives']) for e in t['seeds'])} frauds by seed; "
+              f"engine flags `{' '.join(f for f in t['flags'] if not f.startswith('--data_path'))}`",
+              ""]
+    if "oracle_mean" in t:
+      o = t["oracle_mean"]
+      lines += [f"Oracle (the true fraud probability): test AP {o['ap']:.4f}, ROC-AUC "
+                f"{o['roc_auc']:.4f}, recall at 1% FPR {o['recall_at_fpr_0.01']:.4f}", ""]
+    lines += ["| contender | test AP | AP per seed | ROC-AUC | recall at 1% FPR | wall s |",
+              "|---|---:|---|---:|---:|---:|"]
+    for c_name, c in t["contenders"].items():
+      m = c["mean"]
+      label = f"{c_name} (`{' '.join(c['flags'])}`)" if c["kind"] == "engine" else c_name
+      lines.append(f"| {label} | {m['ap']:.4f} | "
+                   + " ".join(f"{r['ap']:.4f}" for r in c["runs"])
+                   + f" | {m['roc_auc']:.4f} | {m['recall_at_fpr_0.01']:.4f} | "
+                   f"{m['wall_seconds']:.1f} |")
+    if "paired_to_best_peer" in t:
+      lines += ["", f"Engine minus the best peer ({t['best_peer']}, by mean test AP), paired "
+                f"on the same test rows; 95% bootstrap interval of the mean over seeds "
+                f"({report['bootstrap']} resamples):", "",
+                "| engine | AP difference | per seed | 95% interval |", "|---|---:|---|---|"]
+      for c_name, d in t["paired_to_best_peer"].items():
+        lines.append(f"| {c_name} | {d['mean']:+.4f} | "
+                     + " ".join(f"{v:+.4f}" for v in d["per_seed"])
+                     + f" | [{d['low']:+.4f}, {d['high']:+.4f}] |")
+    lines += ["", "AP against time (fastest first):", "",
+              "| contender | wall s | test AP |", "|---|---:|---:|"]
+    for c_name, c in sorted(t["contenders"].items(), key=lambda kv: kv[1]["mean"]["wall_seconds"]):
+      lines.append(f"| {c_name} | {c['mean']['wall_seconds']:.1f} | {c['mean']['ap']:.4f} |")
+    lines.append("")
+  return "\n".join(lines)
 
 
-def mean_of(points: list[dict]) -> dict:
-  return {k: sum(p[k] for p in points) / len(points) for k in POINT_KEYS}
-
-
-def main():
+def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--data_path", default=None)
-  p.add_argument("--seeds", default="0,1,2")
-  p.add_argument("--strategies", default="baseline,class_weight,oversample",
-                 help="comma-separated main.py strategies; empty: no engine runs")
-  p.add_argument("--config", action="append", default=[], metavar="NAME=FLAGS",
-                 help="an engine configuration to run besides the strategies' defaults, e.g. "
-                      "'ensemble8=--strategy=baseline --ensemble=8' (repeatable)")
-  p.add_argument("--target_recall", type=float, default=0.85,
-                 help="choose each contender's threshold on validation for this recall")
-  p.add_argument("--json", default=None, help="write all runs and means here")
-  p.add_argument("--workdir", default=None, help="model directories (default: a temp dir)")
-  p.add_argument("--keras", action="store_true",
-                 help="also run the tutorial's Keras recipe on the same split, per seed")
-  p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
-                 help="also train XGBoost and LightGBM on the same split, per seed")
-  p.add_argument("--keras_worker", default=None, help=argparse.SUPPRESS)
-  p.add_argument("--peers_worker", default=None, help=argparse.SUPPRESS)
-  p.add_argument("--time_split", default=None, metavar="COLUMN",
-                 help="every contender trains on the past and is tested on the future: "
-                      "main.py's --split=time --time_column=COLUMN")
-  p.add_argument("extra", nargs="*", help="more main.py flags, after --")
-  args = p.parse_args()
-  if args.time_split:
-    SPLIT.update(split="time", time_column=args.time_split)
-    args.extra = args.extra + ["--split=time", f"--time_column={args.time_split}"]
-  if args.keras_worker:
-    strategy, seed = args.keras_worker.split(":")
-    print(json.dumps(keras_recipe(args.data_path, strategy, int(seed), args.target_recall)))
-    return
-  if args.peers_worker:
-    print(json.dumps(peers(args.data_path, int(args.peers_worker), args.target_recall)))
-    return
-  if not 0.0 < args.target_recall <= 1.0:
-    p.error(f"--target_recall={args.target_recall} must be in (0, 1]")
-  workdir = args.workdir or tempfile.mkdtemp(prefix="quality-")
-  seeds = [int(s) for s in args.seeds.split(",")]
-  # Contenders: each strategy with default flags, then each --config.
-  contenders = {s: [f"--strategy={s}"] for s in args.strategies.split(",") if s}
+  p.add_argument("--tables", default=",".join(tables.NAMES),
+                 help=f"comma-separated, of {', '.join(tables.NAMES)}")
+  p.add_argument("--seeds", default="0,1,2,3,4", help="split seeds (the random split's; under "
+                 "the time split, the training's)")
+  p.add_argument("--config", action="append", default=[], metavar='NAME="FLAGS"',
+                 help="an engine configuration besides the defaults "
+                      f"({', '.join(f'{k}: {v}' for k, v in ENGINE_DEFAULTS.items())}), e.g. "
+                      "'ensemble16=--strategy=baseline --ensemble=16' (repeatable)")
+  p.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers; empty: none")
+  only = p.add_mutually_exclusive_group()
+  only.add_argument("--engine_only", action="store_true", help="no peers")
+  only.add_argument("--peers_only", action="store_true", help="no engine runs")
+  p.add_argument("--json", default=None, help="write the whole report here")
+  p.add_argument("--markdown", default=None, help="write the markdown summary here")
+  p.add_argument("--data_path", default=None,
+                 help="the credit-card CSV (default: main.py's verified, cached download)")
+  p.add_argument("--rows", type=int, default=tables.GENERATED_ROWS,
+                 help="rows of each generated table")
+  p.add_argument("--table_seed", type=int, default=0, help="the generators' seed")
+  p.add_argument("--extra_flags", default="",
+                 help="main.py flags added to every engine configuration (after its own), e.g. "
+                      "--epochs=2 for a smoke run")
+  p.add_argument("--max_rounds", type=int, default=3000,
+                 help="the peers' boosting rounds at most (issue 26's configurations: 3000)")
+  p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+  p.add_argument("--workdir", default=None,
+                 help="tables, model directories and scores (default: a new temp dir)")
+  args = p.parse_args(argv)
+  unknown = set(args.tables.split(",")) - set(tables.NAMES)
+  if unknown:
+    p.error(f"unknown --tables {', '.join(sorted(unknown))}; choose from {', '.join(tables.NAMES)}")
+  unknown = set(filter(None, args.peers.split(","))) - set(PEERS)
+  if unknown:
+    p.error(f"unknown --peers {', '.join(sorted(unknown))}; choose from {', '.join(PEERS)}")
   for spec in args.config:
-    name, _, flags = spec.partition("=")
-    contenders[name] = flags.split()
-  # Mean comparison figures per contender, in the order they ran: the final table.
-  table = {}
-  report = {"target_recall": args.target_recall, "seeds": seeds, "strategies": {}, "peers": {}}
-  for strategy, flags in contenders.items():
-    runs = []
-    for seed in seeds:
-      r = run_one(strategy, flags, seed, args, workdir)
-      t = r["test"]
-      print(f"{strategy:<13} seed {seed}: " + " ".join(f"{k} {t[k]:.4f}" for k in KEYS) +
-            f" | epochs {r['epochs_run']} best {r['best_epoch']} | train {r['train_seconds']:.1f}s"
-            f" wall {r['wall_seconds']:.1f}s", flush=True)
-      print(f"{'':<13} seed {seed}: {fmt_point(r['point'])}", flush=True)
-      runs.append(r)
-      if args.keras and strategy in BARS:
-        k = run_worker("keras", f"{strategy}:{seed}", args)
-        r["keras_recipe"] = k
-        print(f"{'  keras recipe':<13} seed {seed}: " +
-              " ".join(f"{key} {k[key]:.4f}" for key in KEYS) + f" | epochs {k['epochs_run']}",
-              flush=True)
-        print(f"{'':<13} seed {seed}: {fmt_point(k['point'])}", flush=True)
-    mean = {k: sum(r["test"][k] for r in runs) / len(runs) for k in KEYS}
-    mean["wall_seconds"] = sum(r["wall_seconds"] for r in runs) / len(runs)
-    bar = BARS.get(strategy, {})
-    verdict = all(mean[k] >= v for k, v in bar.items())
-    print(f"{strategy:<13} MEAN  : " + " ".join(f"{k} {mean[k]:.4f}" for k in KEYS) +
-          f" | bar {bar} -> {'MEETS' if verdict else 'BELOW'}", flush=True)
-    point_mean = table[strategy] = mean_of([r["point"] for r in runs])
-    print(f"{strategy:<13} MEAN  : {fmt_point(point_mean)}",
-          flush=True)
-    keras_mean = keras_point_mean = None
-    if args.keras and strategy in BARS:
-      keras_mean = {k: sum(r["keras_recipe"][k] for r in runs) / len(runs) for k in KEYS}
-      keras_point_mean = table[f"keras recipe ({strategy})"] = mean_of(
-          [r["keras_recipe"]["point"] for r in runs])
-      print(f"{'  keras recipe':<13} MEAN  : " +
-            " ".join(f"{k} {keras_mean[k]:.4f}" for k in KEYS), flush=True)
-      print(f"{'  keras recipe':<13} MEAN  : "
-            f"{fmt_point(keras_point_mean)}", flush=True)
-    report["strategies"][strategy] = {
-        "flags": flags,
-        "runs": [{"seed": s, "test": r["test"], "point": r["point"], "members": r.get("members"),
-                  "validation": r["validation"],
-                  "threshold": r["threshold"], "epochs_run": r["epochs_run"],
-                  "best_epoch": r["best_epoch"], "train_seconds": r["train_seconds"],
-                  "wall_seconds": r["wall_seconds"]}
-                 for s, r in zip(seeds, runs)],
-        "mean": mean, "point_mean": point_mean, "bar": bar, "meets_bar": verdict,
-        "keras_recipe_mean": keras_mean, "keras_recipe_point_mean": keras_point_mean,
-        "keras_recipe_runs": [r.get("keras_recipe") for r in runs]}
-  if args.peers:
-    peer_runs = {name: [] for name in PEERS}
-    for seed in seeds:
-      for name, r in run_worker("peers", str(seed), args).items():
-        print(f"{name:<13} seed {seed}: {fmt_point(r['point'])} | rounds {r['rounds']} "
-              f"train {r['train_seconds']:.1f}s", flush=True)
-        peer_runs[name].append(dict(r, seed=seed))
-    for name, runs in peer_runs.items():
-      table[name] = mean_of([r["point"] for r in runs])
-      print(f"{name:<13} MEAN  : {fmt_point(table[name])}",
-            flush=True)
-      report["peers"][name] = {"runs": runs, "point_mean": table[name]}
-  report["comparison"] = [dict(contender=name, **m) for name, m in table.items()]
-  print(f"\nMeans over seeds {args.seeds}; t = the threshold chosen on validation for recall >= "
-        f"{args.target_recall}:\n")
-  print("| contender | test AP | ROC-AUC | recall at 1% FPR | recall@t | precision@t |\n"
-        "|---|---|---|---|---|---|")
-  for name, m in table.items():
-    print(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in POINT_KEYS) + " |")
-  means = {name: r["mean"] for name, r in report["strategies"].items()}
-  if "baseline" in means:
-    # The quality issue's calibration bar: each strategy's exported scores no worse than 1.2x
-    # the baseline's test log loss.
-    print("\nmean test log loss over the baseline's (bar <= 1.2): " + ", ".join(
-        f"{name} {m['loss'] / means['baseline']['loss']:.3f}" for name, m in means.items()
-        if name != "baseline"))
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(report, f, indent=2)
+    if "=" not in spec or not spec.partition("=")[0]:
+      p.error(f'--config {spec!r}: expected NAME="flags"')
+  return args
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  args.workdir = args.workdir or tempfile.mkdtemp(prefix="quality-")
+  os.makedirs(args.workdir, exist_ok=True)
+  seeds = [int(s) for s in args.seeds.split(",")]
+  engine = {} if args.peers_only else {n: f.split() for n, f in ENGINE_DEFAULTS.items()}
+  if not args.peers_only:
+    for spec in args.config:
+      name, _, flags = spec.partition("=")
+      engine[name] = flags.split()
+    engine = {n: f + args.extra_flags.split() for n, f in engine.items()}
+  peers = [] if args.engine_only else [n for n in args.peers.split(",") if n]
+  report = {"started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "machine": f"{platform.node()}, {os.cpu_count()} CPU cores, Python "
+                       f"{platform.python_version()}",
+            "seeds": seeds, "bootstrap": args.bootstrap, "workdir": args.workdir,
+            "extra_flags": args.extra_flags, "max_rounds": args.max_rounds,
+            "generated_rows": args.rows, "table_seed": args.table_seed, "tables": {}}
+  for name in args.tables.split(","):
+    table = tables.make(name, args.workdir, creditcard=args.data_path, rows=args.rows,
+                        seed=args.table_seed)
+    report["tables"][name] = run_table(table, args, engine, peers, seeds)
+    if args.json:  # After each table: a long run's finished tables survive a later failure.
+      with open(args.json, "w") as f:
+        json.dump(report, f, indent=2)
+  text = markdown(report)
+  print("\n" + text)
+  if args.markdown:
+    with open(args.markdown, "w") as f:
+      f.write(text)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ import pandas as pd
 
 COLUMNS = ["transaction_id", "timestamp", "amount", "card_age_days", "distance_km",
            "merchant_category", "country", "device_type", "card_network", "mcc", "is_fraud"]
+# The generators' column of each row's true fraud probability: for benchmarks to score an
+# oracle with, never a feature.
+TRUE_PROBABILITY = "true_probability"
 START = np.datetime64("2024-01-01T00:00:00", "s")
 DAYS = 90
 # ZZ is drawn only in the last 15% of the time range: under a 64/16/20 time split it never
@@ -85,7 +88,8 @@ def _intercept(logit: np.ndarray, rate: float) -> float:
   return float(b)
 
 
-def transactions(rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
+def transactions(rows: int = 20_000, seed: int = 0, *,
+                 true_probability: bool = False) -> pd.DataFrame:
   """A card-transaction table with string categories, gaps and shuffled timestamps.
 
   Columns (in this order): `transaction_id` ("tx0000123", unique, numbered in time order: an ID,
@@ -105,6 +109,10 @@ def transactions(rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
   Args:
     rows: number of transactions, at least 1.
     seed: seed of the random generator.
+    true_probability: also return `true_probability`, the probability each row's label was
+      drawn with (after `is_fraud`). It knows the noise and the values hidden by gaps, which no
+      model sees: the AP it scores is a ceiling, not a target a model must reach. The draws are
+      the same with and without it.
 
   Returns:
     A DataFrame with the columns above, one row per transaction.
@@ -171,7 +179,8 @@ def transactions(rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
       + 0.4 * when  # Drift: fraud odds grow ~50% over the quarter.
       + rng.normal(0.0, 0.3, rows))  # Noise that no column explains.
   logit += _intercept(logit, FRAUD_RATE)
-  is_fraud = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+  probability = 1 / (1 + np.exp(-logit))
+  is_fraud = (rng.random(rows) < probability).astype(np.int64)
 
   # IDs follow time, as issuers number transactions; they must still not be a feature.
   order = np.argsort(second, kind="stable")
@@ -179,7 +188,7 @@ def transactions(rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
   number[order] = np.arange(rows)
   timestamp = np.datetime_as_string(START + second.astype("timedelta64[s]"), unit="s")
 
-  return pd.DataFrame({
+  frame = pd.DataFrame({
       "transaction_id": [f"tx{n:07d}" for n in number],
       "timestamp": np.char.replace(timestamp, "T", " ").astype(object),
       "amount": _with_gaps(rng, np.round(np.exp(log_amount), 2), 0.03),
@@ -192,16 +201,136 @@ def transactions(rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
       "mcc": mcc,
       "is_fraud": is_fraud,
   }, columns=COLUMNS)
+  if true_probability:
+    frame[TRUE_PROBABILITY] = probability
+  return frame
+
+
+# The second table, `merchants`: a different shape from `transactions` above.
+MERCHANT_COLUMNS = ["transaction_id", "event_time", "merchant_id", "amount", "channel",
+                    "tenure_days", "is_fraud"]
+MERCHANT_START = int(np.datetime64("2024-03-01T00:00:00", "s").astype(np.int64))
+MERCHANT_DAYS = 60
+MERCHANT_COUNT = 5_000
+MERCHANT_FRAUD_RATE = 0.015
+# A merchant's popularity falls with its rank as 1 / (rank + offset)^power: a few large
+# merchants carry much of the traffic and most merchants have a handful of rows, as in card
+# networks, so a model must pool the rare ones.
+POPULARITY_OFFSET, POPULARITY_POWER = 10.0, 1.1
+# Compromised merchants (skimmers, breached web shops) carry a large risk of their own; the
+# rest spread around zero.
+COMPROMISED_SHARE, COMPROMISED_LOGIT, MERCHANT_RISK_SPREAD = 0.03, 3.5, 1.0
+# (level, share, logit)
+CHANNELS = (("chip", 0.45, -0.6), ("contactless", 0.25, -0.3), ("ecommerce", 0.25, 0.9),
+            ("manual_entry", 0.05, 1.6))
+# Legitimate traffic by hour of day (UTC), low at night.
+MERCHANT_HOUR_WEIGHTS = np.array(
+    [2, 1, 1, 1, 1, 1, 2, 4, 6, 7, 8, 8, 9, 8, 8, 7, 7, 8, 9, 9, 8, 6, 4, 3], np.float64)
+MERCHANT_NIGHT = (0, 1, 2, 3, 4, 5)
+
+
+def merchants(rows: int = 250_000, seed: int = 0, *,
+              true_probability: bool = False) -> pd.DataFrame:
+  """A table with a high-cardinality merchant column and an hour-of-day x amount interaction.
+
+  Columns (in this order): `transaction_id` ("mt0000123", unique, in time order: an ID),
+  `event_time` (int64 Unix seconds over 60 days from 2024-03-01 UTC, rows NOT in time order:
+  a numeric time column, where `transactions` has date-time strings), `merchant_id`
+  ("M01234", 5,000 merchants by a power-law popularity, most of them rare, each with a risk of
+  its own), `amount` (log-normal around the merchant's usual ticket, ~4% gaps), `channel`
+  (four string levels, ~2% gaps), `tenure_days` (the account's age, ~8% gaps), `is_fraud`
+  (0/1, ~1.5% positives).
+
+  The label is drawn from a logistic model of the observed values only: the merchant's risk,
+  the amount against the merchant's usual ticket, the channel, the tenure, a gap in amount or
+  tenure (each a signal of its own), and large amounts at night (hour 0-5 UTC of `event_time`),
+  which are much riskier than either alone. There is no other noise, so `true_probability` is
+  the best any model of these columns can score. The hour is in `event_time` only: a model that
+  does not derive it cannot see the interaction. Deterministic in (rows, seed).
+
+  Args:
+    rows: number of transactions, at least 1.
+    seed: seed of the random generator.
+    true_probability: also return `true_probability`, each row's fraud probability (after
+      `is_fraud`); the draws are the same with and without it.
+
+  Returns:
+    A DataFrame with the columns above, one row per transaction.
+
+  Raises:
+    ValueError: if `rows` < 1.
+  """
+  if rows < 1:
+    raise ValueError(f"rows must be at least 1, got {rows}")
+  rng = np.random.default_rng(seed)
+
+  popularity = 1.0 / (np.arange(MERCHANT_COUNT) + POPULARITY_OFFSET) ** POPULARITY_POWER
+  # Risk and usual ticket are drawn per merchant, independent of its popularity rank.
+  compromised = rng.random(MERCHANT_COUNT) < COMPROMISED_SHARE
+  merchant_risk = (rng.normal(0.0, MERCHANT_RISK_SPREAD, MERCHANT_COUNT)
+                   + COMPROMISED_LOGIT * compromised)
+  merchant_ticket = rng.normal(3.5, 0.7, MERCHANT_COUNT)  # log of the usual amount
+  merchant = rng.choice(MERCHANT_COUNT, size=rows, p=popularity / popularity.sum())
+  # IDs are shuffled against popularity, so the ID's number says nothing.
+  names = np.array([f"M{k:05d}" for k in rng.permutation(MERCHANT_COUNT)], object)
+
+  day = rng.integers(0, MERCHANT_DAYS, rows)
+  hour = rng.choice(24, size=rows,
+                    p=MERCHANT_HOUR_WEIGHTS / MERCHANT_HOUR_WEIGHTS.sum())
+  second = day * 86_400 + hour * 3_600 + rng.integers(0, 3_600, rows)
+
+  log_amount = rng.normal(merchant_ticket[merchant], 1.0)
+  amount_gap = rng.random(rows) < 0.04
+  channel = _levels(rng, CHANNELS, rows)
+  channel_gap = rng.random(rows) < 0.02
+  tenure = np.minimum(rng.gamma(1.5, 400.0, rows), 5_000.0)
+  tenure_gap = rng.random(rows) < 0.08
+
+  # Amounts count against the merchant's usual ticket (a large sale for a cafe is not one for
+  # a jeweller); the night term is a hinge in that excess, so small night purchases are safe.
+  excess = np.where(amount_gap, 0.0, log_amount - merchant_ticket[merchant])
+  night = np.isin(hour, MERCHANT_NIGHT)
+  z_tenure = np.where(tenure_gap, 0.0, (np.sqrt(tenure) - 22.0) / 10.0)
+  logit = (merchant_risk[merchant]
+           + 0.4 * excess
+           + 3.0 * night * np.maximum(excess - 0.5, 0.0)
+           + 0.3 * night
+           + np.where(channel_gap, 0.5, np.array([c[2] for c in CHANNELS])[channel])
+           - 0.8 * z_tenure
+           + 0.8 * amount_gap + 0.6 * tenure_gap)
+  logit += _intercept(logit, MERCHANT_FRAUD_RATE)
+  probability = 1 / (1 + np.exp(-logit))
+  is_fraud = (rng.random(rows) < probability).astype(np.int64)
+
+  number = np.empty(rows, np.int64)
+  number[np.argsort(second, kind="stable")] = np.arange(rows)
+  frame = pd.DataFrame({
+      "transaction_id": [f"mt{n:07d}" for n in number],
+      "event_time": MERCHANT_START + second,
+      "merchant_id": names[merchant],
+      "amount": np.where(amount_gap, np.nan, np.round(np.exp(log_amount), 2)),
+      "channel": np.where(channel_gap, None,
+                          np.array([c[0] for c in CHANNELS], object)[channel]),
+      "tenure_days": np.where(tenure_gap, np.nan, np.round(tenure, 1)),
+      "is_fraud": is_fraud,
+  }, columns=MERCHANT_COLUMNS)
+  if true_probability:
+    frame[TRUE_PROBABILITY] = probability
+  return frame
+
+
+GENERATORS = {"transactions": transactions, "merchants": merchants}
 
 
 if __name__ == "__main__":
   # python -m tests.transactions --rows=50000 --output=transactions.csv: a table to try the
-  # column roles and the time split on (README).
+  # column roles and the time split on (README). --table=merchants writes the second shape.
   import argparse
   parser = argparse.ArgumentParser(description="Writes a generated transaction table as CSV.")
+  parser.add_argument("--table", choices=sorted(GENERATORS), default="transactions")
   parser.add_argument("--rows", type=int, default=50_000)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--output", default="transactions.csv")
   args = parser.parse_args()
-  transactions(args.rows, args.seed).to_csv(args.output, index=False)
+  GENERATORS[args.table](args.rows, args.seed).to_csv(args.output, index=False)
   print(f"wrote {args.rows} rows to {args.output}")
