@@ -41,8 +41,8 @@ flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and resu
                     "runs/<strategy>. Running again on it resumes.")
 flags.DEFINE_string("export_dir", None, "--mode=predict/evaluate: the exported model, "
                     "<model_dir>/export of a training run.")
-flags.DEFINE_string("output", None, "--mode=predict: CSV to write the scores to. "
-                    "--mode=evaluate: optional JSON for the metrics.")
+flags.DEFINE_string("output", None, "--mode=predict: where to write the scores (Parquet if it "
+                    "ends in .parquet, else CSV). --mode=evaluate: optional JSON for the metrics.")
 flags.DEFINE_string("output_dir", None, "--mode=prepare: the directory to write.")
 
 

@@ -184,3 +184,11 @@ def test_check_command(args, why):
     assert result is None
   else:
     assert result is not None and why in result, result
+
+
+def test_builds_flag_table_lists_every_config_field():
+  from engine.config import fields
+  text = open(os.path.join(ROOT, "BUILD.md")).read()
+  table = text[text.index("## Flags"):text.index("### Why an epoch is 50 steps")]
+  missing = [f.name for f in fields() if f"`--{f.name}`" not in table]
+  assert not missing, f"BUILD.md's flag table lacks {missing}"

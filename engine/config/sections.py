@@ -84,7 +84,8 @@ class DataConfig:
   dataset: str = option("creditcard", "Without --data_path: the credit-card fraud set (fetched, "
                         "verified, cached) or a synthetic credit-card-shaped set made from "
                         "--seed.", choices=DATASETS, compat=True)
-  data_path: str | None = option(None, "A local CSV or CSV.gz with a 0/1 label column. Other "
+  data_path: str | None = option(None, "A local CSV, CSV.gz, .parquet file or directory of "
+                                 "Parquet files with a 0/1 label column. Other "
                                  "columns are numeric features (empty cells filled with the "
                                  "training median) or, when they hold text, categorical ones; "
                                  "see --id_columns, --time_column, --categorical_columns.",
