@@ -126,7 +126,7 @@ def test_two_workers_train_one_model_like_a_single_process(tmp_path):
   # below was set on this task with these weights, and a default's change must not move it.
   flags = [f"--data_path={data}", "--strategy=class_weight", "--epochs=3", "--batch_size=256",
            "--steps_per_epoch=10", "--learning_rate=0.02", "--dropout=0", "--patience=5",
-           "--positive_fraction=0.01"]
+           "--positive_fraction=0.1"]
   cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
 
   def start(name, extra, env):

@@ -179,7 +179,8 @@ def test_the_training_stream_draws_the_configured_positive_share(positive_fracti
       {} if positive_fraction is None else {"positive_fraction": positive_fraction}))
   data = InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
   q = strategies.positive_share(data.class_counts(), config.positive_fraction)
-  iterator = train_iterator(data, tf.distribute.get_strategy(), config=config)
+  iterator = train_iterator(data, tf.distribute.get_strategy(), config=config,
+                            members=config.ensemble)
   draws = 1500
   labels = np.stack([next(iterator)[1].numpy() for _ in range(draws)])
   assert labels.shape == (draws, config.ensemble * config.batch_size)
