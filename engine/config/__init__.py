@@ -17,10 +17,11 @@ import dataclasses
 import json
 from typing import Any
 
+from engine.config.options import (  # noqa: F401 - the config's interface
+    CALIBRATIONS, CLEANINGS, DATASETS, DEFAULT_STEPS_PER_EPOCH, DISTRIBUTIONS, MONITORABLE,
+    SPLIT_METHODS, STRATEGIES, ConfigError, plugins)
 from engine.config.sections import (  # noqa: F401 - the config's interface
-    CALIBRATIONS, CLEANINGS, DATASETS, DEFAULT_STEPS_PER_EPOCH, DISTRIBUTIONS, MONITORABLE, SECTIONS,
-    SPLIT_METHODS, STRATEGIES, ConfigError, DataConfig, EvaluationConfig, ExportConfig,
-    ModelConfig, RunConfig, TrainConfig, plugins)
+    SECTIONS, DataConfig, EvaluationConfig, ExportConfig, ModelConfig, RunConfig, TrainConfig)
 
 
 @dataclasses.dataclass(frozen=True)

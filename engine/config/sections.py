@@ -9,72 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from typing import Any
 
-STRATEGIES = ("baseline", "class_weight", "oversample")
-DISTRIBUTIONS = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
-CALIBRATIONS = ("platt", "prior")
-DATASETS = ("creditcard", "synthetic")
-CLEANINGS = ("auto", "on", "off")
-# The ways of cutting the rows into train, validation and test (not the split names).
-SPLIT_METHODS = ("random", "time")
-# Metrics the early-stopping monitor may name: `val_` + one of these, as the loop computes them
-# on the whole validation split (`auc` and `prc` exact, over all predictions; `*_exact` are
-# their older names).
-MONITORABLE = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "auc", "prc",
-               "auc_exact", "prc_exact")
-
-# An epoch is an evaluation interval, not a pass over the data: this many steps for every
-# strategy. The oversampled stream draws with replacement, so a pass means nothing for it; and
-# at the default batch a pass over the credit-card training split is a few hundred steps, while
-# the models are best after a few passes' worth (BUILD.md, "Model quality"): early stopping
-# needs to look every few dozen steps, and scoring the validation split that often stays cheap.
-DEFAULT_STEPS_PER_EPOCH = 50
-
-
-class ConfigError(ValueError):
-  """A configuration value is invalid. The message names the field and the value."""
-
-
-def plugins(package: str) -> tuple[str, ...]:
-  """The plug-ins of `engine/<package>/` (models, losses): its modules' names, found without
-  importing them."""
-  folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        package)
-  return tuple(sorted(f[:-3] for f in os.listdir(folder)
-                      if f.endswith(".py") and not f.startswith("_")))
-
-
-def option(default: Any, help: str, *, flag: str | None = None, choices=None,
-           compat: bool = False, hparam: bool = False):
-  """A config field with what the flags, the resume check and HParams need to know of it.
-
-  Args:
-    default: the default value (a tuple for a list flag).
-    help: the flag's help text.
-    flag: the flag's (and config.json's) name, if not the field's.
-    choices: the allowed values of an enum flag (a callable: computed when asked).
-    compat: a resumed run must keep this value (engine/run_dir.py).
-    hparam: shown in TensorBoard's HParams table.
-  """
-  return dataclasses.field(default=default, metadata=dict(
-      help=help, flag=flag, choices=choices, compat=compat, hparam=hparam))
-
-
-def _require(ok: bool, field: str, value: Any, why: str) -> None:
-  if not ok:
-    raise ConfigError(f"invalid --{field}={value!r}: {why}")
-
-
-def _positive_ints(section, names) -> None:
-  for name in names:
-    value = getattr(section, name)
-    _require(isinstance(value, int) and value > 0, name, value, "must be a positive integer")
-
-
-def _one_of(field: str, value: Any, allowed) -> None:
-  _require(value in allowed, field, value, f"must be one of {', '.join(allowed)}")
+from engine.config.options import (CALIBRATIONS, CLEANINGS, DATASETS, DEFAULT_STEPS_PER_EPOCH,
+                                  DISTRIBUTIONS, MONITORABLE, SPLIT_METHODS, STRATEGIES,
+                                  _one_of, _positive_ints, _require, option, plugins)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,10 +128,35 @@ class ModelConfig:
   dropout: float = option(0.2, "Dropout rate after each hidden layer.", hparam=True)
   ensemble: int = option(1, "Members of an ensemble trained side by side in one compiled step "
                          "(own initial weights, dropout and rows); the model's probability is "
-                         "the mean of theirs.", compat=True, hparam=True)
+                         "the mean of theirs. --model=tabm: its K (default there: 16).",
+                         compat=True, hparam=True)
+  # What --model=tabm reads (engine/models/tabm.py); the other families ignore them.
+  tabm_arch: str = option("tabm", "--model=tabm: tabm (BatchEnsemble layers), tabm-mini (one "
+                          "input scaling per member, a shared MLP) or tabm-packed (K "
+                          "independent MLPs).", choices=("tabm", "tabm-mini", "tabm-packed"),
+                          compat=True, hparam=True)
+  num_embeddings: str = option("none", "--model=tabm: embeddings of the numeric features: "
+                               "periodic (PLR) or piecewise_linear (training quantile bins).",
+                               choices=("none", "periodic", "piecewise_linear"), compat=True,
+                               hparam=True)
+  d_embedding: int = option(16, "--model=tabm: the size of each numeric feature's embedding.",
+                            compat=True)
+  n_frequencies: int = option(16, "--model=tabm, periodic embeddings: frequencies per feature.",
+                              compat=True)
+  frequency_scale: float = option(0.1, "--model=tabm, periodic embeddings: the sd of the "
+                                  "frequencies' initialisation.", compat=True)
+  embedding_lite: bool = option(True, "--model=tabm, periodic embeddings: one linear layer "
+                                "shared by all features.", compat=True)
+  n_bins: int = option(16, "--model=tabm, piecewise-linear embeddings: bins per feature, at "
+                       "the training split's quantiles.", compat=True)
+  input_transform: str = option("none", "--model=tabm: quantile_normal maps each numeric "
+                                "feature through its training quantiles to a standard normal.",
+                                choices=("none", "quantile_normal"), compat=True)
 
   def __post_init__(self):
     _one_of("model", self.name, plugins("models"))
+    _positive_ints(self, ("d_embedding", "n_frequencies", "n_bins"))
+    _require(self.frequency_scale > 0, "frequency_scale", self.frequency_scale, "must be > 0")
     _require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
     _require(isinstance(self.ensemble, int) and 1 <= self.ensemble <= 64, "ensemble",
              self.ensemble, "must be an integer from 1 to 64")

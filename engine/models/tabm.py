@@ -10,10 +10,9 @@ Architectures (`tabm_arch`):
   * "tabm-mini": only one member-specific scaling, on the input; the MLP is shared.
   * "tabm-packed": K fully independent MLPs (a plain deep ensemble, stacked).
 Each member has its own linear head. The members see the same rows (`own_rows = False`) and
-one early stop watches their ensemble; the prediction is the mean of their probabilities. The
-reference trains on the mean of the members' losses; the engine sums each member's mean loss,
-which only scales every gradient by K, and Adam(W)'s update does not depend on that scale (up
-to its epsilon).
+one early stop watches their ensemble; the prediction is the mean of their probabilities. As
+in the reference, the loss is the mean of the members' losses (the engine takes it for members
+that share weights, engine/losses/__init__.py).
 
 Optional, numeric features only (positions `layout.numeric`; missing flags and one-hot blocks
 enter the backbone as they are, one first-layer scaling each):
@@ -43,10 +42,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-try:  # Where the engine keeps its replica-aware dropout (engine/layers.py after the plug-in split).
-  from engine.layers import replica_dropout
-except ImportError:
-  from engine.model import replica_dropout
+from engine.layers import replica_dropout
 
 # Members when --ensemble is 1. The paper's default is 32; the step's cost grows linearly with K
 # (every member scores every row), so a 2-core CPU gets a smaller default.
