@@ -1,9 +1,9 @@
 """The outer loop: `train_and_evaluate(config, model_dir)`, the library's entry point.
 
 It reads as four steps: `preflight` (every check, before anything is written), `fit` (the
-epoch loop: train, evaluate, summarise, early-stop, checkpoint), `final_report` (the best
-weights' exact metrics and the decision threshold) and `publish` (summaries, export and
-results.json, on the chief only). The compiled step lives in engine/step.py, the runner of one
+epoch loop: train, evaluate, summarise, early-stop, checkpoint), then engine/report.py's
+`final_report` (the exported weights' exact metrics and the decision threshold) and `publish`
+(summaries, export and results.json, on the chief only). The compiled step lives in engine/step.py, the runner of one
 model in engine/trainer.py, the training state in engine/state.py, the data behind
 input_pipeline/data.py's interface.
 """
@@ -19,13 +19,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from engine import (calibration, checkpointing, distribute, evaluation, export, preemption,
-                    progress, run_dir, strategies)
+from engine import (calibration, checkpointing, distribute, export, preemption, progress, report,
+                    run_dir, strategies)
 from engine import state as train_state
-from engine import threshold as thresholds
 from engine.config import DEFAULT_STEPS_PER_EPOCH, Config, ConfigError
 from engine.summaries import Summaries
-from engine.trainer import Evaluation, Trainer
+from engine.trainer import Trainer
 from engine.write_guard import guard
 from input_pipeline.data import Data
 from input_pipeline.loading import open_data
@@ -108,8 +107,10 @@ def train_and_evaluate(config: Config, model_dir: str, *, initial_weights: str |
       stopped = fit(run, stop)
       if stopped:
         return stopped
-      results, scored = final_report(run)
-      publish(run, results, scored)
+      if run.ckpts.saved_step != run.state.step:
+        _save(run)
+      results, scored = report.final_report(run)
+      report.publish(run, results, scored)
   return results
 
 
@@ -202,7 +203,7 @@ def fit(run: Run, stop: preemption.StopRequest) -> dict | None:
           f"{run.ckpts.saved_step}) and its best weights are kept in {run.model_dir}")
     if stop_agreed():
       return _preempted(run, stop, epoch)
-    validation = validate(run)
+    validation = report.validate(run)
     train["examples_per_second"] = steps * config.batch_size * config.ensemble / seconds
     improved = end_epoch(run, epoch, train, validation.metrics, validation.member_areas)
     # Counted from this process's start: a resumed run's earlier epochs took unknown time.
@@ -217,19 +218,6 @@ def fit(run: Run, stop: preemption.StopRequest) -> dict | None:
   return None
 
 
-def validate(run: Run) -> Evaluation:
-  """Scores the validation split, fits the calibration on those scores and keeps it in
-  `run.calibration`, and evaluates them with it; with `--calibration=platt` the metrics a fit
-  flatters are cross-fitted (engine/calibration.py)."""
-  scores = run.trainer.score("validation")
-  run.calibration = calibration.fit_method(run.config.calibration, scores.labels,
-                                           scores.probabilities)
-  out_of_fold = None
-  if run.config.calibration == "platt":
-    out_of_fold = calibration.cross_fitted(scores.labels, scores.probabilities, run.calibration)
-  return run.trainer.evaluate(scores, run.calibration, out_of_fold=out_of_fold)
-
-
 def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
               members: list[dict] | None = None) -> bool:
   """Summaries, early stopping, best weights and the checkpoint if due; True if improved.
@@ -241,7 +229,7 @@ def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
   state = run.state
   improved = state.early_stopping.update(validation[run.config.monitor_metric], epoch)
   scalars = dict(validation)
-  if _independent_members(state.model) and members:
+  if report.independent_members(state.model) and members:
     better = state.member_best.update([m["prc"] for m in members], epoch)
     scalars.update({f"member_{k}/{name}": v for k, m in enumerate(members) for name, v in m.items()})
   else:  # One member: its best is the monitor's best.
@@ -260,11 +248,6 @@ def end_epoch(run: Run, epoch: int, train: dict, validation: dict,
   return improved
 
 
-def _independent_members(model) -> bool:
-  """An ensemble whose members share no weight: each keeps its own best weights."""
-  return bool(model.own_rows) and model.members > 1
-
-
 def _save(run: Run) -> str:
   with guard("a checkpoint", os.path.join(run.model_dir, checkpointing.CHECKPOINTS)):
     return run.ckpts.save(run.state.step)
@@ -280,87 +263,3 @@ def _preempted(run: Run, stop: preemption.StopRequest, epoch: int) -> dict:
                "command again to resume.", stop.signal_name or "a signal to another worker", step,
                epoch, step - int(run.state.epoch_start_step.numpy()), run.epoch_steps, path)
   return {"preempted": True, "step": step, "checkpoint": path}
-
-
-def final_report(run: Run) -> tuple[dict, dict]:
-  """The exact metrics on validation and test of the weights that are exported, and the
-  decision threshold.
-
-  Those weights are the best epoch's, or for an ensemble each member's own best epoch's; the
-  calibration is fitted again on their validation scores (`validate`), so the validation
-  metrics are those of exactly what is exported.
-
-  Returns:
-    (results.json's content, {split: (labels, probabilities)}).
-  """
-  config, state, stopper = run.config, run.state, run.state.early_stopping
-  if stopper.should_stop:
-    logging.info("Early stopping after epoch %d: %s has not improved for %d epochs (best %.4f at "
-                 "epoch %d)", int(state.epoch.numpy()), config.monitor, config.patience,
-                 float(stopper.best_value.numpy()), int(stopper.best_epoch.numpy()))
-  if run.ckpts.saved_step != state.step:
-    _save(run)
-  results = {"weights": checkpointing.restore_reported(run.ckpts, state=state,
-                                                         monitor=config.monitor)}
-  validation = validate(run)
-  test = run.trainer.evaluate(run.trainer.score("test"), run.calibration)
-  scored = {e: (r.labels, r.probabilities) for e, r in (("validation", validation), ("test", test))}
-  results.update(validation=validation.metrics, test=test.metrics)
-  if _independent_members(state.model):
-    results["members"] = [{"best_epoch": epoch, "validation": v, "test": t} for epoch, v, t in
-                          zip(results["weights"]["epochs"], validation.member_areas,
-                              test.member_areas)]
-  results["threshold"] = thresholds.choose(
-      config, val_labels=scored["validation"][0], val_probabilities=scored["validation"][1],
-      test_labels=scored["test"][0], test_probabilities=scored["test"][1])
-  for warning in results["threshold"]["warnings"]:
-    logging.warning("Threshold %.4g: %s", results["threshold"]["value"], warning)
-  results.update({
-      "strategy": config.strategy, "distribution": run.distribution,
-      "num_replicas": run.strategy.num_replicas_in_sync, "epochs_run": int(state.epoch.numpy()),
-      "best_epoch": int(stopper.best_epoch.numpy()), "steps": state.step,
-      "steps_per_epoch": run.epoch_steps, "train_seconds": float(state.train_seconds.numpy()),
-      "monitor": config.monitor, "best_monitor_value": float(stopper.best_value.numpy()),
-      "stopped_early": bool(stopper.should_stop), "data": run.data.counts(),
-      "ensemble": config.ensemble, "logit_shift": run.trainer.logit_shift,
-      "positive_share": config.positive_fraction,
-      "calibration": run.calibration.as_dict(),
-      "validation_cross_fitted": _cross_fitted_entry(run),
-  })
-  if run.calibration.why:
-    logging.warning("Calibration: %s; the scores are the prior-corrected ones",
-                    run.calibration.why)
-  return results, scored
-
-
-def _cross_fitted_entry(run: Run) -> dict | None:
-  """results.json's "validation_cross_fitted": which validation metrics are cross-fitted."""
-  if run.config.calibration != "platt":
-    return None  # Nothing fitted on validation: every metric there is out of sample.
-  return {"folds": calibration.FOLDS, "metrics": list(calibration.CROSS_FITTED)}
-
-
-def publish(run: Run, results: dict, scored: dict) -> None:
-  """Summaries, the export and results.json (chief only), then the results table."""
-  if run.chief:
-    with guard("the results", run.model_dir):
-      _write_results(run, results, scored)
-  run.summaries.close()
-  print(evaluation.results_table(results))
-
-
-def _write_results(run: Run, results: dict, scored: dict) -> None:
-  """The test summaries, the export (the host model holds the reported weights), results.json."""
-  run.summaries.scalars("test", results["test"], results["best_epoch"])
-  run.summaries.best_epoch(results["validation"], results["best_epoch"],
-                           results["weights"].get("epochs"))
-  run.summaries.evaluation(results, scored, results["best_epoch"])
-  run.summaries.hparams(run.config)
-  export_dir = export.export_model(
-      run.trainer.host, run.data.preprocessor, threshold=results["threshold"],
-      logit_shift=run.trainer.logit_shift, calibration=run.calibration,
-      export_dir=os.path.join(run.model_dir, export.EXPORT_DIR))
-  logging.info("Exported the %s weights with threshold %.6g to %s",
-               results["weights"]["which"], results["threshold"]["value"], export_dir)
-  run_dir.write_json(os.path.join(run.model_dir, run_dir.RESULTS_FILE), results)
-

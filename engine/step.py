@@ -31,8 +31,7 @@ def make_train_loop(*, model, optimizer, strategy, metrics, class_weights, globa
   cw = tf.constant(class_weights, tf.float32)
   num_replicas = strategy.num_replicas_in_sync
   members = model.members
-  own_rows = bool(model.own_rows)
-  per_example = per_example or losses.per_example_fn("bce")
+  own_rows, per_example = bool(model.own_rows), per_example or losses.per_example_fn("bce")
   # Members that share weights train on the mean of their losses (engine/losses/__init__.py).
   members_mean = 1 if own_rows else members
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from engine import calibration, evaluation, loop
+from engine import calibration, evaluation, loop, report
 from engine.config import Config
 from input_pipeline import preprocessing
 from input_pipeline.data import InMemoryData
@@ -54,7 +54,7 @@ def test_a_run_whose_monitor_never_improved_reports_its_last_weights(tmp_path, c
   for epoch in (1, 2):
     loop.end_epoch(run, epoch, train=nan, validation=nan)
   with caplog.at_level(logging.WARNING):
-    results, scored = loop.final_report(run)
+    results, scored = report.final_report(run)
   assert results["weights"]["which"] == "last" and "val_prc" in results["weights"]["why"]
   assert "no epoch improved val_prc" in caplog.text
   trained = run.state.evaluated_model.get_weights()
@@ -77,7 +77,7 @@ def test_an_improving_run_reports_its_best_epoch(tmp_path, ema):
   best = [w.copy() for w in run.state.evaluated_model.get_weights()]
   run.trainer.train(30)
   loop.end_epoch(run, 2, train=_metrics(0.6), validation=_metrics(0.4))
-  results, scored = loop.final_report(run)
+  results, scored = report.final_report(run)
   assert results["weights"] == {"which": "best", "epoch": 1}
   assert all(np.array_equal(a, b) for a, b in zip(best, run.state.evaluated_model.get_weights()))
   x_test = run.data.splits.x_test
@@ -118,7 +118,7 @@ def test_each_ensemble_member_keeps_reports_and_exports_its_own_best_epoch(tmp_p
     members = [{"auc": 0.9, "prc": 0.5 if k == epoch - 1 else 0.1} for k in range(3)]
     loop.end_epoch(run, epoch, train=_metrics(0.5), validation=_metrics(ensemble_prc),
                    members=members)
-  results, scored = loop.final_report(run)
+  results, scored = report.final_report(run)
   assert results["best_epoch"] == 1  # The monitor's, which early stopping counts from.
   assert results["weights"] == {"which": "best", "epochs": [1, 2, 3]}
   assert [m["best_epoch"] for m in results["members"]] == [1, 2, 3]
@@ -134,7 +134,7 @@ def test_each_ensemble_member_keeps_reports_and_exports_its_own_best_epoch(tmp_p
                              atol=1e-6)
   assert results["validation"]["prc"] == pytest.approx(evaluation.roc_auc_and_average_precision(
       scored["validation"][0], raw)[1], abs=1e-9)
-  loop.publish(run, results, scored)
+  report.publish(run, results, scored)
   assert "Metrics of the members' own best epochs (1, 2, 3)" in capsys.readouterr().out
   assert read_json(os.path.join(run.model_dir, "results.json"))["weights"]["epochs"] == [1, 2, 3]
   best = _scalars(os.path.join(run.model_dir, "logs", "validation_best"))
@@ -171,7 +171,7 @@ def test_with_the_prior_correction_alone_the_mean_probability_is_the_base_rate(
   data = InMemoryData(preprocessing.prepare(_overlapping_frame(60_000, 1_800, seed=4), config))
   run = _run(tmp_path, config, data)
   run.trainer.train(1000)
-  validation = loop.validate(run)
+  validation = report.validate(run)
   assert run.calibration == calibration.IDENTITY
   negatives, positives = data.class_counts()
   base_rate = positives / (negatives + positives)
@@ -228,7 +228,7 @@ def test_with_the_prior_correction_alone_nothing_is_cross_fitted(tmp_path):
   run = _run(tmp_path, CONFIG.replace(calibration="prior"))
   run.trainer.train(10)
   loop.end_epoch(run, 1, train=_metrics(0.5), validation=_metrics(0.5))
-  results, scored = loop.final_report(run)
+  results, scored = report.final_report(run)
   assert results["validation_cross_fitted"] is None and run.calibration == calibration.IDENTITY
   prior = evaluation.probabilities(logits(run.state.evaluated_model, run.data.splits.x_val))
   np.testing.assert_array_equal(scored["validation"][1], prior)
@@ -243,7 +243,7 @@ def test_an_ensemble_member_that_never_improved_keeps_its_last_weights_and_says_
     last = [w.copy() for w in run.state.evaluated_model.get_weights()]
     members = [{"auc": 0.9, "prc": 0.5 if epoch == 1 else 0.1}, {"auc": 0.9, "prc": float("nan")}]
     loop.end_epoch(run, epoch, train=_metrics(0.5), validation=_metrics(0.5), members=members)
-  results, _ = loop.final_report(run)
+  results, _ = report.final_report(run)
   weights = results["weights"]
   assert weights["epochs"] == [1, 2] and weights["last"] == [1] and "members 1 never" in weights["why"]
   assert [m["best_epoch"] for m in results["members"]] == [1, 2]

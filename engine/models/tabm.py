@@ -154,6 +154,13 @@ class TabM(keras.layers.Layer):
 
   def build(self, input_shape):
     rng = np.random.default_rng(self.seed)
+    chunks = self._build_inputs(rng)
+    self._build_backbone(rng, chunks)
+    super().build(input_shape)
+
+  def _build_inputs(self, rng) -> list[int]:
+    """The input transform and the numeric embeddings; returns the width of each feature's
+    representation (one first-layer scaling per feature)."""
     n, d = len(self.numeric), self.d_embedding
     if self.transform == "quantile_normal":
       self.qn_edge = self._const("qn_edge", self._qn["edge"], trainable=False)
@@ -194,7 +201,10 @@ class TabM(keras.layers.Layer):
       chunks += [d] * n
     else:
       chunks += [1] * n
-    chunks += [1] * len(self.others)
+    return chunks + [1] * len(self.others)
+
+  def _build_backbone(self, rng, chunks: list[int]) -> None:
+    """The K members' layers and heads on inputs of the widths `chunks`."""
     d_in = sum(chunks)
 
     k = self.k
@@ -226,7 +236,6 @@ class TabM(keras.layers.Layer):
       fan = units
     self.head_kernel = self._const("head_kernel", _rsqrt_uniform(rng, (k, fan), fan))
     self.head_bias = self._const("head_bias", np.full((k,), self.initial_bias))
-    super().build(input_shape)
 
   @property
   def output_bias(self):
