@@ -24,28 +24,14 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from benchmarks.throughput_prepared import run  # noqa: E402 - one process timer for both
 ROWS_1X = 284_807
-
-
-def run(cmd: list[str], log_path: str) -> dict:
-  """Runs cmd; returns wall seconds and peak RSS (MB). Output goes to log_path."""
-  with open(log_path, "w") as log:
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-  code = os.waitstatus_to_exitcode(status)
-  if code != 0:
-    with open(log_path) as f:
-      raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{f.read()[-3000:]}")
-  return {"wall_seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
 def build_files(source: str, workdir: str) -> dict[str, str]:
