@@ -230,3 +230,38 @@ def test_the_moving_average_is_the_same_on_two_mirrored_replicas():
   proc = subprocess.run([sys.executable, "-c", MIRRORED_AVERAGE], cwd=ROOT, capture_output=True,
                         text=True, timeout=300)
   assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stderr[-3000:]
+
+
+def test_members_that_share_weights_train_on_the_mean_of_their_losses():
+  # One SGD step of lr 1 moves a shared kernel by minus its gradient: the gradient of the mean
+  # of the K members' mean losses (TabM's), not of their sum.
+  from engine import models
+  from input_pipeline.layout import numeric_only
+
+  class Shared(tf.keras.layers.Layer):  # [B, F] -> [B, 2]: one kernel, two members' scalings
+    def build(self, shape):
+      self.w = self.add_weight(shape=(shape[-1], 1), initializer="ones")
+    def call(self, x):
+      return tf.matmul(x, self.w) * tf.constant([[1.0, -0.5]])
+
+  config = Config(batch_size=256, strategy="baseline", dropout=0.0)
+  original = models.family
+  models.family = lambda name: type("m", (), {"build": staticmethod(lambda l, c: Shared())})
+  try:
+    model = models.build(config, numeric_only(6), output_bias=0.0)
+  finally:
+    models.family = original
+  x, y = _separable(256)
+  before = model.net.w.numpy().copy()
+  with tf.GradientTape() as tape:
+    member_logits = tf.transpose(model(tf.constant(x)))
+    labels = tf.broadcast_to(tf.constant(y, tf.float32)[None], member_logits.shape)
+    mean_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, member_logits))
+  expected = before - tape.gradient(mean_loss, model.net.w).numpy()
+  optimizer = tf.keras.optimizers.SGD(1.0)
+  optimizer.build(model.trainable_variables)
+  loop = make_train_loop(model=model, optimizer=optimizer, strategy=tf.distribute.get_strategy(),
+                         metrics=Metrics(), class_weights=np.ones(2, np.float32),
+                         global_batch_size=256, seed=0)
+  loop(_SameBatch((tf.constant(x), tf.constant(y, tf.int32))), tf.constant(1))
+  np.testing.assert_allclose(model.net.w.numpy(), expected, rtol=1e-5, atol=1e-6)
