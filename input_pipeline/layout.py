@@ -10,6 +10,7 @@ not the preprocessing's internals.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -36,9 +37,9 @@ class FeatureLayout:
   numeric: positions of the numeric features; numeric_names their names.
   missing_flags: positions of the 0/1 missing indicators.
   categorical: the one-hot blocks.
-  quantiles: float32 [len(numeric), QUANTILES], the training split's quantiles of each numeric
-    feature as the model sees it (after scaling), ascending (equal neighbours possible), or
-    None where no training rows were given.
+  train_rows: training rows [n, F] as the model sees them, or None; `quantiles` is computed
+    from them when a model first reads it (most families never do).
+  seed: seeds the sample `quantiles` takes when there are more rows than QUANTILE_ROWS.
   """
 
   num_features: int
@@ -46,7 +47,22 @@ class FeatureLayout:
   numeric_names: tuple[str, ...] = ()
   missing_flags: tuple[int, ...] = ()
   categorical: tuple[CategoricalBlock, ...] = ()
-  quantiles: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+  train_rows: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+  seed: int = 0
+
+  @functools.cached_property
+  def quantiles(self) -> np.ndarray | None:
+    """float32 [len(numeric), QUANTILES]: the training split's quantiles of each numeric
+    feature as the model sees it (after scaling), ascending (equal neighbours possible); None
+    without training rows."""
+    if self.train_rows is None or not self.numeric or not len(self.train_rows):
+      return None
+    rows = np.asarray(self.train_rows)
+    if len(rows) > QUANTILE_ROWS:
+      pick = np.random.default_rng(self.seed).choice(len(rows), QUANTILE_ROWS, replace=False)
+      rows = rows[np.sort(pick)]
+    numeric = rows[:, list(self.numeric)].astype(np.float64)
+    return np.quantile(numeric, np.linspace(0.0, 1.0, QUANTILES), axis=0).T.astype(np.float32)
 
 
 def from_preprocessor(pre, train_x: np.ndarray | None = None, *, seed: int = 0) -> FeatureLayout:
@@ -55,8 +71,7 @@ def from_preprocessor(pre, train_x: np.ndarray | None = None, *, seed: int = 0) 
   Args:
     pre: the fitted preprocessing.
     train_x: optional; training rows [n, F] as the model sees them, for the quantiles.
-    seed: seeds the sample the quantiles are computed on when there are more rows than
-      QUANTILE_ROWS.
+    seed: seeds the quantiles' sample.
   """
   n_numeric, n_missing = len(pre.numeric_features), len(pre.missing_indicators)
   offset = n_numeric + n_missing
@@ -64,18 +79,10 @@ def from_preprocessor(pre, train_x: np.ndarray | None = None, *, seed: int = 0) 
   for name, vocabulary in zip(pre.categorical_columns, pre.vocabularies):
     blocks.append(CategoricalBlock(name=name, cardinality=len(vocabulary) + 2, offset=offset))
     offset += len(vocabulary) + 2
-  quantiles = None
-  if train_x is not None and n_numeric and len(train_x):
-    rows = np.asarray(train_x)
-    if len(rows) > QUANTILE_ROWS:
-      pick = np.random.default_rng(seed).choice(len(rows), QUANTILE_ROWS, replace=False)
-      rows = rows[np.sort(pick)]
-    quantiles = np.quantile(rows[:, :n_numeric].astype(np.float64),
-                            np.linspace(0.0, 1.0, QUANTILES), axis=0).T.astype(np.float32)
   return FeatureLayout(num_features=offset, numeric=tuple(range(n_numeric)),
                        numeric_names=tuple(pre.numeric_features),
                        missing_flags=tuple(range(n_numeric, n_numeric + n_missing)),
-                       categorical=tuple(blocks), quantiles=quantiles)
+                       categorical=tuple(blocks), train_rows=train_x, seed=seed)
 
 
 def numeric_only(num_features: int) -> FeatureLayout:

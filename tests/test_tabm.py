@@ -27,9 +27,9 @@ def _data(rows=2000, seed=0):
   block = np.eye(2, dtype=np.float32)[rng.integers(0, 2, rows)]
   x = np.concatenate([numeric, rng.integers(0, 2, (rows, 1)).astype(np.float32), block], 1)
   y = (x[:, 0] + 2 * x[:, 5] > 1.5).astype(np.int64)
-  quantiles = np.quantile(numeric, np.linspace(0, 1, QUANTILES), axis=0).T.astype(np.float32)
   layout = FeatureLayout(num_features=7, numeric=(0, 1, 2, 3), missing_flags=(4,),
-                         categorical=(CategoricalBlock("c", 2, 5),), quantiles=quantiles)
+                         categorical=(CategoricalBlock("c", 2, 5),), train_rows=x)
+  assert layout.quantiles.shape == (4, QUANTILES)
   return x, y, layout
 
 
