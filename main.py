@@ -139,7 +139,7 @@ def run_mode(config, background) -> None:
   # The whole config is in config.json and TensorBoard's Text tab; on screen only with -v 1.
   logging.debug("Config:\n%s", config_json(config))
   if FLAGS.mode == "prepare":
-    prepare(config)
+    write_prepared(config)
     return
   train(config, background)
 
@@ -172,11 +172,11 @@ def config_json(config) -> str:
   return json.dumps(fields, indent=2)
 
 
-def prepare(config) -> None:
+def write_prepared(config) -> None:
   if not FLAGS.output_dir:
     console.fail("--mode=prepare needs --output_dir=DIR")
-  from input_pipeline import prepare as preparation
-  metadata = preparation.prepare(config, FLAGS.output_dir)
+  from input_pipeline import prepare
+  metadata = prepare.prepare(config, FLAGS.output_dir)
   for name, c in metadata["counts"].items():
     logging.info("  %-10s %8d rows, %5d positives", name, c["rows"], c["positives"])
   logging.info("Wrote %s; train with --prepared_dir=%s", FLAGS.output_dir, FLAGS.output_dir)

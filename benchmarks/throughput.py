@@ -83,7 +83,7 @@ class PeakRss:
 
 def load_splits(config: Config) -> preprocessing.Splits:
   frame, _ = sources.load_frame(config)
-  return preprocessing.prepare(frame, config)
+  return preprocessing.split_and_encode(frame, config)
 
 
 # --- (1) the anchor: the tutorial's Keras recipe -------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 SPLITS = ("train", "validation", "test")
 
 # scorer(features [n, F]) -> logits [members, n] float32: the model, one batch at a time.
-Scorer = Callable[[object], np.ndarray]
+LogitsFn = Callable[[object], np.ndarray]
 
 
 class Data(abc.ABC):
@@ -53,7 +53,7 @@ class Data(abc.ABC):
                                     self.training_rows(layout.QUANTILE_ROWS), seed=seed)
 
   @abc.abstractmethod
-  def predictions(self, split: str, scorer: Scorer) -> tuple[np.ndarray, np.ndarray]:
+  def predictions(self, split: str, scorer: LogitsFn) -> tuple[np.ndarray, np.ndarray]:
     """(labels int64 [n], logits float32 [members, n]) of every row of `split`, scored by
     `scorer`."""
 

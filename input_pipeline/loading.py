@@ -41,7 +41,7 @@ def load_splits(config) -> tuple[preprocessing.Splits, str]:
   """
   frame, source = sources.load_frame(config)
   description = f"{source}, {len(frame)} rows, {len(frame.columns)} columns"
-  return preprocessing.prepare(frame, config), description
+  return preprocessing.split_and_encode(frame, config), description
 
 
 class _Collect(logging.Handler):

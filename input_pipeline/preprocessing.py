@@ -259,7 +259,7 @@ def unfitted_preprocessor(roles: columns_lib.Roles, config) -> Preprocessor:
                       time_column=roles.time, time_features=derived)
 
 
-def prepare(frame: pd.DataFrame, config) -> Splits:
+def split_and_encode(frame: pd.DataFrame, config) -> Splits:
   """Checks, cleans, splits and encodes a raw frame as the config says."""
   frame = frame.set_axis(np.arange(len(frame)), axis=0)
   roles = columns_lib.assign_roles(frame, config)

@@ -35,7 +35,7 @@ def test_a_category_reads_the_same_in_any_file_or_chunk(tmp_path):
   path = tmp_path / "t.csv"
   frame.to_csv(path, index=False)
   config = CONFIG.replace(data_path=str(path))
-  in_memory = preprocessing.prepare(sources.load_frame(config)[0], config).preprocessor
+  in_memory = preprocessing.split_and_encode(sources.load_frame(config)[0], config).preprocessor
   assert set(in_memory.vocabularies[0]) == {"01234", "1.0", "AB", "CD"}
   # Chunks of 2 rows: some hold only number-like zips, which pandas alone would read as floats.
   out = tmp_path / "prepared"
@@ -79,7 +79,7 @@ def test_negative_amounts_are_refused_not_logged_into_gaps():
   frame = pd.DataFrame({"Amount": np.r_[-5.0, np.arange(99.0)], "y": [0, 1] * 50})
   with pytest.raises(DataError, match=r"column 'Amount' holds 1 negative value\(s\), e.g. "
                                       "-5.0: the credit-card cleaning takes log"):
-    preprocessing.prepare(frame, Config(label_column="y", creditcard_cleaning="on"))
+    preprocessing.split_and_encode(frame, Config(label_column="y", creditcard_cleaning="on"))
 
 
 def test_prepare_names_a_missing_time_column(tmp_path):
@@ -94,7 +94,7 @@ def test_prepare_names_a_missing_time_column(tmp_path):
 def test_rows_of_a_single_feature_can_be_scored(tmp_path):
   frame = _table()[["x", "y"]]
   config = Config(label_column="y", hidden_units=(4,))
-  splits = preprocessing.prepare(frame, config)
+  splits = preprocessing.split_and_encode(frame, config)
   model = build_model(config, num_features=splits.num_features, output_bias=-1.0)
   export_dir = export.export_model(model, splits.preprocessor, threshold={"value": 0.5},
                                    export_dir=str(tmp_path / "export"))

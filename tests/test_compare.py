@@ -75,7 +75,7 @@ def test_runs_start_from_the_saved_weights_with_their_own_bias(all_run):
 def test_export_reproduces_the_engine_test_predictions(all_run):
   config = Config(dataset="synthetic", synthetic_rows=20000, seed=0, strategy="class_weight")
   frame, _ = sources.load_frame(config)
-  splits = preprocessing.prepare(frame, config)
+  splits = preprocessing.split_and_encode(frame, config)
   _, _, test_rows = preprocessing.stratified_split(
       frame["Class"].to_numpy(),
       validation_fraction=config.validation_fraction, test_fraction=config.test_fraction,

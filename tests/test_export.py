@@ -18,7 +18,7 @@ from tests.conftest import run_main, small_frame
 def exported(tmp_path_factory):
   frame = small_frame(rows=1000, positives=30)
   config = Config(hidden_units=(8, 4))
-  splits = preprocessing.prepare(frame, config)
+  splits = preprocessing.split_and_encode(frame, config)
   model = build_model(config, num_features=splits.num_features, output_bias=-1.0)
   engine_probs = evaluation.predict_probabilities(model, splits.preprocessor(frame))
   threshold = float(np.quantile(engine_probs, 0.9))
@@ -87,7 +87,7 @@ def test_columns_tensorflow_would_rename_still_serve(tmp_path):
   the export names them itself; serving.json and the signature agree, and scoring works."""
   frame = small_frame(rows=600, positives=20).rename(columns={"V1": "v.1", "V2": "9lives"})
   config = Config(hidden_units=(4,))
-  splits = preprocessing.prepare(frame, config)
+  splits = preprocessing.split_and_encode(frame, config)
   model = build_model(config, num_features=splits.num_features, output_bias=-1.0)
   path = export.export_model(model, splits.preprocessor, threshold={"value": 0.5},
                              export_dir=str(tmp_path / "export"))
@@ -119,7 +119,7 @@ def test_serving_refuses_what_training_refuses(exported, column, value, message)
   bad = _poison(frame, column, value)
   with pytest.raises(DataError, match=message + ".* in data row 5"):
     loaded.score(bad)
-  pre = preprocessing.prepare(frame, Config(hidden_units=(8, 4))).preprocessor
+  pre = preprocessing.split_and_encode(frame, Config(hidden_units=(8, 4))).preprocessor
   with pytest.raises(DataError, match=f"column '{column}'"):
     pre(bad)
   if isinstance(value, float):

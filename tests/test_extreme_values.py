@@ -26,7 +26,7 @@ def _extreme(rows=3000, positives=90, cells=((2500, "V3", 1e308),)):
 def test_in_memory_prepare_names_the_column_row_and_value(value):
   frame = _extreme(cells=((2500, "V3", value),))
   with pytest.raises(DataError) as e:
-    preprocessing.prepare(frame, Config())
+    preprocessing.split_and_encode(frame, Config())
   message = str(e.value)
   assert "\n" not in message
   assert f"feature column 'V3' holds {value!r} in data row 2500" in message, message
@@ -35,7 +35,7 @@ def test_in_memory_prepare_names_the_column_row_and_value(value):
 
 def test_the_limit_itself_and_ordinary_large_values_pass():
   frame = _extreme(cells=((10, "V3", 1e100), (11, "Amount", 1e12)))
-  splits = preprocessing.prepare(frame, Config())
+  splits = preprocessing.split_and_encode(frame, Config())
   assert np.isfinite(splits.x_train).all()
 
 
@@ -50,7 +50,7 @@ def test_extreme_rows_are_dropped_and_counted(caplog):
   messages = [r.getMessage() for r in caplog.records]
   assert any("Dropping 3 row(s) with invalid features (0 text in numeric columns, 1 Inf, 2 "
              "finite beyond" in m for m in messages), messages
-  splits = preprocessing.prepare(frame, Config(drop_invalid_rows=True))
+  splits = preprocessing.split_and_encode(frame, Config(drop_invalid_rows=True))
   assert np.isfinite(splits.x_train).all() and np.isfinite(splits.preprocessor.scale).all()
 
 

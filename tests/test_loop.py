@@ -21,7 +21,7 @@ CONFIG = Config(strategy="baseline", batch_size=128, learning_rate=1e-2, dropout
 
 
 def _run(tmp_path, config=CONFIG, data=None):
-  data = data or InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
+  data = data or InMemoryData(preprocessing.split_and_encode(small_frame(3000, 90, seed=4), config))
   strategy = tf.distribute.get_strategy()
   model_dir = str(tmp_path / "run")
   data, resuming = loop.preflight(config, model_dir, strategy, lambda: data)
@@ -168,7 +168,7 @@ def test_with_the_prior_correction_alone_the_mean_probability_is_the_base_rate(
   config = Config(strategy=strategy_name, positive_fraction=positive_fraction,
                   calibration="prior", batch_size=256, learning_rate=1e-3, dropout=0.0,
                   hidden_units=(16,), steps_per_loop=100, ema_momentum=0.99, seed=0)
-  data = InMemoryData(preprocessing.prepare(_overlapping_frame(60_000, 1_800, seed=4), config))
+  data = InMemoryData(preprocessing.split_and_encode(_overlapping_frame(60_000, 1_800, seed=4), config))
   run = _run(tmp_path, config, data)
   run.trainer.train(1000)
   validation = report.validate(run)
@@ -201,7 +201,7 @@ def _scalars(log_dir: str) -> dict[str, dict[int, float]]:
 
 def test_recall_at_fpr_reaches_results_json_and_tensorboard(tmp_path):
   config = CONFIG.replace(epochs=2)
-  data = InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
+  data = InMemoryData(preprocessing.split_and_encode(small_frame(3000, 90, seed=4), config))
   model_dir = str(tmp_path / "run")
   loop.train_and_evaluate(config, model_dir, data=data)
   results = read_json(os.path.join(model_dir, "results.json"))

@@ -109,7 +109,7 @@ def test_the_layout_names_every_position():
   frame["shop"] = np.where(np.arange(600) % 3 == 0, "a", "b")
   frame.loc[::7, "V1"] = np.nan
   config = Config(categorical_columns=("shop",), min_category_count=1)
-  splits = preprocessing.prepare(frame, config)
+  splits = preprocessing.split_and_encode(frame, config)
   layout = layout_lib.from_preprocessor(splits.preprocessor, splits.x_train)
   assert layout.num_features == splits.num_features
   names = splits.preprocessor.output_names()

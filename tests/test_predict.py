@@ -110,7 +110,7 @@ def small_export(tmp_path_factory):
   d = tmp_path_factory.mktemp("stream")
   frame = small_frame(rows=1000, positives=30).assign(id=[f"t{i:04d}" for i in range(1000)])
   config = Config(hidden_units=(8,), id_columns=("id",))
-  splits = preprocessing.prepare(frame, config)
+  splits = preprocessing.split_and_encode(frame, config)
   model = build_model(config, num_features=splits.num_features, output_bias=-1.0)
   path = export.export_model(model, splits.preprocessor, threshold={"value": 0.3},
                              export_dir=str(d / "export"))

@@ -98,7 +98,7 @@ def test_split_is_stratified_seeded_and_64_16_20():
 def test_prepare_cleans_scales_on_train_only_and_clips():
   frame = small_frame(2000, 40)
   frame.loc[0, "V5"] = 1e6  # an outlier that clipping must bound
-  splits = preprocessing.prepare(frame, Config(dataset="synthetic"))
+  splits = preprocessing.split_and_encode(frame, Config(dataset="synthetic"))
   pre = splits.preprocessor
   assert pre.drop_time and pre.log_amount
   assert "Time" not in pre.feature_names and pre.feature_names[-1] == "Log Amount"
@@ -120,7 +120,7 @@ def test_prepare_cleans_scales_on_train_only_and_clips():
 
 def test_preprocessor_round_trip_scores_raw_rows(tmp_path):
   frame = small_frame(500, 10)
-  splits = preprocessing.prepare(frame, Config(dataset="synthetic"))
+  splits = preprocessing.split_and_encode(frame, Config(dataset="synthetic"))
   path = tmp_path / "pre.json"
   splits.preprocessor.save(str(path))
   loaded = preprocessing.Preprocessor.load(str(path))
@@ -135,14 +135,14 @@ def test_generic_csv_without_credit_card_columns():
   frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300),
                         "is_fraud": (rng.random(300) < 0.1).astype(int)})
   frame.loc[:5, "is_fraud"] = 1
-  splits = preprocessing.prepare(frame, Config(label_column="is_fraud"))
+  splits = preprocessing.split_and_encode(frame, Config(label_column="is_fraud"))
   assert splits.preprocessor.feature_names == ["a", "b"]
   assert not splits.preprocessor.drop_time and not splits.preprocessor.log_amount
 
 
 # The TensorFlow twin of the preprocessing (serving): eager and inside Dataset.map.
 def fitted(frame: pd.DataFrame) -> preprocessing.Preprocessor:
-  return preprocessing.prepare(frame, Config(clip=2.0)).preprocessor
+  return preprocessing.split_and_encode(frame, Config(clip=2.0)).preprocessor
 
 
 def raw_rows(frame, pre):
@@ -186,7 +186,7 @@ def test_the_credit_card_cleaning_runs_on_the_set_itself_or_where_asked(caplog, 
     frame.insert(1, "merchant_risk", np.linspace(0, 1, len(frame)))
   config = Config(creditcard_cleaning=cleaning)
   with caplog.at_level(logging.INFO):
-    pre = preprocessing.prepare(frame, config).preprocessor
+    pre = preprocessing.split_and_encode(frame, config).preprocessor
   assert (pre.drop_time, pre.log_amount) == (cleaned, cleaned)
   assert ("Time" in pre.raw_columns) == (not cleaned)  # the export asks for what it uses
   assert ("Log Amount" in pre.numeric_features) == cleaned

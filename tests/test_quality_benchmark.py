@@ -125,7 +125,7 @@ def test_split_is_the_engines(merchant_table):
   from input_pipeline import preprocessing, sources
   split = tables.split(merchant_table, seed=3)
   config = Config(seed=3, data_path=merchant_table.path, **merchant_table.fields)
-  splits = preprocessing.prepare(sources.load_frame(config)[0], config)
+  splits = preprocessing.split_and_encode(sources.load_frame(config)[0], config)
   for k, y in enumerate((splits.y_train, splits.y_val, splits.y_test)):
     np.testing.assert_array_equal(split.labels(k), y)
   assert len(split.test_positions()) == 1_000

@@ -43,7 +43,7 @@ def test_prepare_cuts_where_the_in_memory_split_cuts(tmp_path):
   frame.to_csv(path, index=False)
   config = Config(data_path=str(path), split="time", time_column="day", test_fraction=0.25,
                   validation_fraction=0.16, prepare_shards=2, min_category_count=1)
-  in_memory = preprocessing.prepare(frame, config).counts()
+  in_memory = preprocessing.split_and_encode(frame, config).counts()
   prepared = prepare.prepare(config, str(tmp_path / "prepared"))["counts"]
   assert {s: c["rows"] for s, c in prepared.items()} == {"train": 60, "validation": 20,
                                                          "test": 20}

@@ -37,8 +37,8 @@ def test_a_time_column_adds_its_features_unless_turned_off():
   frame = pd.DataFrame({"t": MONDAY + rng.uniform(0, 30 * 86400, n), "x": rng.normal(size=n),
                         "y": (rng.random(n) < 0.05).astype(int)})
   config = Config(label_column="y", time_column="t", split="time")
-  pre = preprocessing.prepare(frame, config).preprocessor
+  pre = preprocessing.split_and_encode(frame, config).preprocessor
   assert pre.time_features == [f"t {n}" for n in time_features.NAMES]
   assert pre.numeric_features == ["x", *pre.time_features] and pre.raw_columns == ["x", "t"]
-  off = preprocessing.prepare(frame, config.replace(time_features=False)).preprocessor
+  off = preprocessing.split_and_encode(frame, config.replace(time_features=False)).preprocessor
   assert off.time_features == [] and off.raw_columns == ["x"]

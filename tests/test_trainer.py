@@ -18,7 +18,7 @@ from tests.conftest import small_frame
 def _trainer(strategy_name="baseline", **overrides):
   config = Config(**{"strategy": strategy_name, "batch_size": 128, "learning_rate": 1e-2,
                      "dropout": 0.0, "steps_per_loop": 10, **overrides})
-  data = InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
+  data = InMemoryData(preprocessing.split_and_encode(small_frame(3000, 90, seed=4), config))
   strategy = tf.distribute.get_strategy()
   state = train_state.create(
       config, layout=data.layout(config.seed), strategy=strategy,
@@ -177,7 +177,7 @@ def test_the_training_stream_draws_the_configured_positive_share(positive_fracti
   # What the trainer's stream holds, from the config as the run builds it (None: the default).
   config = Config(strategy="oversample", ensemble=2, **(
       {} if positive_fraction is None else {"positive_fraction": positive_fraction}))
-  data = InMemoryData(preprocessing.prepare(small_frame(3000, 90, seed=4), config))
+  data = InMemoryData(preprocessing.split_and_encode(small_frame(3000, 90, seed=4), config))
   q = strategies.positive_share(data.class_counts(), config.positive_fraction)
   iterator = train_iterator(data, tf.distribute.get_strategy(), config=config,
                             members=config.ensemble)

@@ -114,7 +114,7 @@ def test_the_export_scores_raw_rows_as_the_run_evaluated_them(table, trained):
 
 def test_the_export_equals_the_in_process_model_on_raw_rows(table, tmp_path):
   _, _, frame = table
-  splits = preprocessing.prepare(frame, CONFIG)
+  splits = preprocessing.split_and_encode(frame, CONFIG)
   model = build_model(CONFIG.replace(hidden_units=(16,)), num_features=splits.num_features,
                       output_bias=-3.0)
   raw = frame.drop(columns=["is_fraud"])
