@@ -49,8 +49,10 @@ class Data(abc.ABC):
   def layout(self, seed: int = 0):
     """The `layout.FeatureLayout` of the features, with the training split's quantiles."""
     from input_pipeline import layout
-    return layout.from_preprocessor(self.preprocessor,
-                                    self.training_rows(layout.QUANTILE_ROWS), seed=seed)
+    # The rows are read only if a model asks for the quantiles (a prepared directory's are on
+    # disk: most families never need them).
+    return layout.from_preprocessor(
+        self.preprocessor, lambda: self.training_rows(layout.QUANTILE_ROWS), seed=seed)
 
   @abc.abstractmethod
   def predictions(self, split: str, scorer: LogitsFn) -> tuple[np.ndarray, np.ndarray]:

@@ -37,8 +37,8 @@ class FeatureLayout:
   numeric: positions of the numeric features; numeric_names their names.
   missing_flags: positions of the 0/1 missing indicators.
   categorical: the one-hot blocks.
-  train_rows: training rows [n, F] as the model sees them, or None; `quantiles` is computed
-    from them when a model first reads it (most families never do).
+  train_rows: training rows [n, F] as the model sees them (or a function returning them), or
+    None; `quantiles` is computed from them when a model first reads it (most never do).
   seed: seeds the sample `quantiles` takes when there are more rows than QUANTILE_ROWS.
   """
 
@@ -47,7 +47,7 @@ class FeatureLayout:
   numeric_names: tuple[str, ...] = ()
   missing_flags: tuple[int, ...] = ()
   categorical: tuple[CategoricalBlock, ...] = ()
-  train_rows: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+  train_rows: object = dataclasses.field(default=None, compare=False, repr=False)
   seed: int = 0
 
   @functools.cached_property
@@ -55,9 +55,10 @@ class FeatureLayout:
     """float32 [len(numeric), QUANTILES]: the training split's quantiles of each numeric
     feature as the model sees it (after scaling), ascending (equal neighbours possible); None
     without training rows."""
-    if self.train_rows is None or not self.numeric or not len(self.train_rows):
+    rows = self.train_rows() if callable(self.train_rows) else self.train_rows
+    if rows is None or not self.numeric or not len(rows):
       return None
-    rows = np.asarray(self.train_rows)
+    rows = np.asarray(rows)
     if len(rows) > QUANTILE_ROWS:
       pick = np.random.default_rng(self.seed).choice(len(rows), QUANTILE_ROWS, replace=False)
       rows = rows[np.sort(pick)]
@@ -65,12 +66,13 @@ class FeatureLayout:
     return np.quantile(numeric, np.linspace(0.0, 1.0, QUANTILES), axis=0).T.astype(np.float32)
 
 
-def from_preprocessor(pre, train_x: np.ndarray | None = None, *, seed: int = 0) -> FeatureLayout:
+def from_preprocessor(pre, train_x=None, *, seed: int = 0) -> FeatureLayout:
   """The layout of what `pre` (a fitted `preprocessing.Preprocessor`) writes.
 
   Args:
     pre: the fitted preprocessing.
-    train_x: optional; training rows [n, F] as the model sees them, for the quantiles.
+    train_x: optional; training rows [n, F] as the model sees them (or a function returning
+      them), for the quantiles.
     seed: seeds the quantiles' sample.
   """
   n_numeric, n_missing = len(pre.numeric_features), len(pre.missing_indicators)
