@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-SPLITS = ("train", "validation", "test")
+# The splits by name, in the order of their codes (0 train, 1 validation, 2 test).
+SPLIT_NAMES = ("train", "validation", "test")
 
 # scorer(features [n, F]) -> logits [members, n] float32: the model, one batch at a time.
 LogitsFn = Callable[[object], np.ndarray]

@@ -38,11 +38,11 @@ import pandas as pd
 import tensorflow as tf
 
 from input_pipeline import columns, preprocessing, readers, sources
+from input_pipeline.data import SPLIT_NAMES
 from input_pipeline.errors import DataError
 from input_pipeline.fitting import Fitter, RunningMoments  # noqa: F401 - tests use it
 from input_pipeline.preprocessing import assign_splits
-from input_pipeline.prepared import (BLOCK_ROWS, FORMAT_VERSION, METADATA_FILE, SPLITS,
-                                     encode_block)
+from input_pipeline.prepared import BLOCK_ROWS, FORMAT_VERSION, METADATA_FILE, encode_block
 
 # ---------------------------------------------------------------------------------------------
 # Preparation.
@@ -210,7 +210,7 @@ def _statistics_pass(table, config, splitter: _Splitter, pre):
     np.add.at(counts, (split, rows.labels), 1)
   logging.info("Prepare pass 1 (statistics): %d rows in %.1f s", int(counts.sum()),
                time.perf_counter() - t0)
-  for s, name in enumerate(SPLITS):
+  for s, name in enumerate(SPLIT_NAMES):
     for cls in (0, 1):
       if counts[s, cls] == 0:
         raise DataError(f"the {name} split has no rows of class {cls} ({int(counts[:, cls].sum())}"
@@ -240,7 +240,7 @@ def _write_pass(table, config, splitter: _Splitter, pre, output_dir: str,
       split = splitter(rows.index)
       x = pre.encode(cleaned, rows.categorical)
       rng = np.random.default_rng([config.seed, start])
-      for s, name in enumerate(SPLITS):
+      for s, name in enumerate(SPLIT_NAMES):
         for cls in (0, 1):
           idx = rng.permutation(np.flatnonzero((split == s) & (labels == cls)))
           shard_of = (next_shard[s, cls] + np.arange(len(idx))) % shards
@@ -299,7 +299,7 @@ def prepare(config, output_dir: str) -> dict:
       "preprocessing": dataclasses.asdict(pre),
       "statistics": {"train_rows": train_rows, "mean": pre.mean, "scale": pre.scale},
       "counts": {name: {"rows": int(counts[s].sum()), "positives": int(counts[s, 1])}
-                 for s, name in enumerate(SPLITS)},
+                 for s, name in enumerate(SPLIT_NAMES)},
       "split": splitter.describe(),
       "record": {"rows": f"up to {BLOCK_ROWS} (the last block of a shard may be shorter)",
                  "x": f"bytes: float32 little-endian [rows, {len(pre.feature_names)}], row-major",

@@ -37,14 +37,13 @@ import numpy as np
 import tensorflow as tf
 
 from input_pipeline import datasets, preprocessing
-from input_pipeline.data import Data
+from input_pipeline.data import SPLIT_NAMES, Data
 from input_pipeline.errors import DataError
 
 METADATA_FILE = "metadata.json"
 # 3: the preprocessing holds column roles, medians and vocabularies (2 had numeric columns only;
 # 2 was the first with one record per block of rows, 1 had one record per row).
 FORMAT_VERSION = 3
-SPLITS = ("train", "validation", "test")
 # Rows per record: the smaller of the two block sizes that were cheapest per batch in the
 # benchmarks (this and twice this). The last block of a shard is short. Readers take the
 # figure from metadata.json.
