@@ -1,6 +1,9 @@
 """End-to-end wall time of `main.py --strategy=oversample` against the tutorial's Keras recipe.
 
   python benchmarks/wall_time.py --data_path=creditcard.csv.gz --repeats=2 --json=wall.json
+  python benchmarks/wall_time.py --data_path=creditcard.csv.gz --before_root=../old-checkout
+
+With --before_root, an earlier checkout's main.py runs too, interleaved, with the same flags.
 
 Each is run as a user runs it, a fresh process from the first command to its results file
 (imports and the CSV read included): `main.py --strategy=oversample --data_path=...` with
@@ -80,27 +83,35 @@ def main():
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--workdir", default=None, help="model directories and logs (default: temp)")
   p.add_argument("--json", default=None)
+  p.add_argument("--before_root", default=None,
+                 help="a checkout of earlier code: its main.py runs too, as 'engine_before', "
+                      "interleaved with this one's, for a before/after comparison in one run")
+  p.add_argument("--engine_flags", default="",
+                 help="extra flags for both engines' main.py, space-separated")
   args = p.parse_args()
   workdir = args.workdir or tempfile.mkdtemp(prefix="wall-time-")
   os.makedirs(workdir, exist_ok=True)
-  runs = {"engine": [], "keras": []}
+  roots = {"engine": ROOT}
+  if args.before_root:
+    roots["engine_before"] = os.path.abspath(args.before_root)
+  runs = {name: [] for name in (*roots, "keras")}
   for r in range(args.repeats):
-    order = ("engine", "keras") if r % 2 == 0 else ("keras", "engine")
+    order = list(runs) if r % 2 == 0 else list(runs)[::-1]
     for name in order:
       log = os.path.join(workdir, f"{name}-{r}.log")
-      if name == "engine":
-        model_dir = os.path.join(workdir, f"engine-{r}")
+      if name in roots:
+        model_dir = os.path.join(workdir, f"{name}-{r}")
         out = os.path.join(model_dir, "results.json")
-        cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--strategy=oversample",
+        cmd = [sys.executable, os.path.join(roots[name], "main.py"), "--strategy=oversample",
                f"--data_path={args.data_path}", f"--model_dir={model_dir}", "--fresh",
-               f"--seed={args.seed}"]
+               f"--seed={args.seed}", *args.engine_flags.split()]
       else:
         out = os.path.join(workdir, f"keras-{r}.json")
         cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "keras_recipe.py"),
                f"--data_path={args.data_path}", f"--json={out}", f"--seed={args.seed}"]
       with open(log, "w") as f:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=roots.get(name, ROOT), stdout=f, stderr=subprocess.STDOUT)
         tree = TreeRss(proc.pid)
         # wait4: this child's own peak RSS, not the largest of all children so far.
         _, status, usage = os.wait4(proc.pid, 0)
@@ -118,7 +129,7 @@ def main():
                "epochs_run": result["epochs_run"], "best_epoch": result["best_epoch"],
                "test": {k: test[k] for k in KEYS}}
       runs[name].append(entry)
-      print(f"{name:<7} run {r}: wall {wall:6.1f}s  peak RSS {entry['peak_rss_bytes'] / 2**20:6.0f} "
+      print(f"{name:<13} run {r}: wall {wall:6.1f}s  peak RSS {entry['peak_rss_bytes'] / 2**20:6.0f} "
             f"MiB  epochs {entry['epochs_run']:3d} (best {entry['best_epoch']})  " +
             " ".join(f"{k} {test[k]:.4f}" if isinstance(test[k], float) else f"{k} {test[k]}"
                      for k in KEYS), flush=True)
@@ -130,10 +141,15 @@ def main():
   engine = median([e["wall_seconds"] for e in runs["engine"]])
   keras = median([e["wall_seconds"] for e in runs["keras"]])
   report = {"runs": runs, "engine_wall_seconds": engine, "keras_wall_seconds": keras,
-            "ratio_engine_over_keras": engine / keras, "bar": 0.2,
+            "ratio_engine_over_keras": engine / keras, "bar": 0.2, "engine_flags": args.engine_flags,
             "machine": {"cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}}
   print(f"\nmedian wall: engine {engine:.1f}s, Keras recipe {keras:.1f}s -> ratio {engine / keras:.3f} "
         f"(bar <= 0.2: {'met' if engine / keras <= 0.2 else 'NOT met'})")
+  if args.before_root:
+    before = median([e["wall_seconds"] for e in runs["engine_before"]])
+    report["engine_before_wall_seconds"] = before
+    report["ratio_engine_over_before"] = engine / before
+    print(f"median wall: engine before {before:.1f}s -> after/before {engine / before:.3f}")
   if args.json:
     with open(args.json, "w") as f:
       json.dump(report, f, indent=2)
