@@ -133,3 +133,28 @@ def test_a_parquet_copy_of_the_credit_card_set_gives_the_same_splits(tmp_path):
 def test_readers_refuse_an_unknown_column_request(files):
   with pytest.raises(DataError, match="lacks the column"):
     next(readers.open_table(str(files / "t.parquet")).chunks(10, columns=["nope"]))
+
+
+@pytest.fixture(scope="module")
+def export_dir(files, tmp_path_factory):
+  splits, _ = loading.load_splits(CONFIG.replace(data_path=str(files / "t.csv")))
+  model = build_model(CONFIG, num_features=splits.num_features, output_bias=-1.0)
+  return export.export_model(model, splits.preprocessor, threshold={"value": 0.5},
+                             export_dir=str(tmp_path_factory.mktemp("pqx") / "export"))
+
+
+@pytest.mark.parametrize("mode,kind,message", [
+    ("predict", "corrupt", "is not a readable Parquet file"),
+    ("predict", "schemas", "has another schema than"),
+    ("evaluate", "no label", "label column 'y' not found"),
+    ("evaluate", "label type", "must hold 0/1"),
+])
+def test_scoring_bad_parquet_is_one_line_and_writes_nothing(export_dir, tmp_path, mode, kind,
+                                                            message):
+  path = _bad(kind, tmp_path)
+  out = tmp_path / "scores.parquet"
+  proc = run_main(f"--mode={mode}", f"--export_dir={export_dir}", f"--data_path={path}",
+                  f"--output={out}")
+  assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+  assert message in proc.stderr, proc.stderr
+  assert sorted(os.listdir(tmp_path)) == ["bad.parquet"]  # No scores, no partial file.
