@@ -29,7 +29,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from benchmarks.throughput_prepared import run  # noqa: E402 - one process timer for all
+from benchmarks.throughput_prepared import main_py, run  # noqa: E402 - one process timer for all
 
 PARTS = 4
 
@@ -46,10 +46,6 @@ def write_copies(source: str, workdir: str) -> dict[str, str]:
   for i, rows in enumerate(np.array_split(np.arange(len(frame)), PARTS)):
     frame.iloc[rows].to_parquet(os.path.join(parts, f"part-{i}.parquet"), index=False)
   return {"csv": source, "parquet": one, "directory": parts}
-
-
-def main_py(*flags: str) -> list[str]:
-  return [sys.executable, os.path.join(ROOT, "main.py"), *flags]
 
 
 def test_table(model_dir: str) -> dict:

@@ -30,7 +30,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from benchmarks.throughput_prepared import run  # noqa: E402 - one process timer for both
+from benchmarks.throughput_prepared import main_py, run  # noqa: E402 - one process timer for both
 ROWS_1X = 284_807
 
 
@@ -47,10 +47,6 @@ def build_files(source: str, workdir: str) -> dict[str, str]:
     for _ in range(10):
       f.write(body)
   return {"1x": one, "10x": ten}
-
-
-def main_py(*flags: str) -> list[str]:
-  return [sys.executable, os.path.join(ROOT, "main.py"), *flags]
 
 
 def in_memory_metrics(export_dir: str, path: str, copies: int) -> dict:

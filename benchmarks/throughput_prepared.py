@@ -36,6 +36,11 @@ def examples_per_second_by_epoch(model_dir: str) -> list[float]:
   return [float(tensor_util.make_ndarray(e.tensor_proto)) for e in events]
 
 
+def main_py(*flags: str) -> list[str]:
+  """The command line of this checkout's main.py with `flags`, in this interpreter."""
+  return [sys.executable, os.path.join(ROOT, "main.py"), *flags]
+
+
 def run(cmd: list[str], log_path: str) -> dict:
   """Runs cmd; returns wall seconds, peak RSS (MB) and the exit code. Output goes to log_path."""
   with open(log_path, "w") as log:
@@ -54,10 +59,9 @@ def run(cmd: list[str], log_path: str) -> dict:
 
 def train(name: str, data_flags: list[str], args) -> dict:
   model_dir = os.path.join(args.workdir, f"run-{name}")
-  cmd = [sys.executable, os.path.join(ROOT, "main.py"), *data_flags, f"--model_dir={model_dir}",
-         "--fresh", f"--strategy={args.strategy}", f"--batch_size={args.batch_size}",
-         f"--epochs={args.epochs}", f"--steps_per_epoch={args.steps_per_epoch}",
-         "--patience=1000", *args.extra]
+  cmd = main_py(*data_flags, f"--model_dir={model_dir}", "--fresh", f"--strategy={args.strategy}",
+                f"--batch_size={args.batch_size}", f"--epochs={args.epochs}",
+                f"--steps_per_epoch={args.steps_per_epoch}", "--patience=1000", *args.extra)
   log_path = os.path.join(args.workdir, f"train-{name}.log")
   out = run(cmd, log_path)
   per_epoch = examples_per_second_by_epoch(model_dir)
@@ -93,8 +97,8 @@ def main() -> None:
             "flags": {k: getattr(args, k) for k in ("strategy", "batch_size", "epochs",
                                                      "steps_per_epoch", "extra")}}
   if not args.reuse_prepared:
-    cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--mode=prepare",
-           f"--data_path={args.data_path}", f"--output_dir={prepared_dir}", "--fresh"]
+    cmd = main_py("--mode=prepare", f"--data_path={args.data_path}",
+                  f"--output_dir={prepared_dir}", "--fresh")
     report["prepare"] = run(cmd, os.path.join(args.workdir, "prepare.log"))
   with open(os.path.join(prepared_dir, "metadata.json")) as f:
     counts = json.load(f)["counts"]

@@ -67,11 +67,15 @@ def test_prepare_reads_a_parquet_directory_as_the_csv(files, tmp_path):
   assert a["preprocessing"] == b["preprocessing"] and a["counts"] == b["counts"]
 
 
-def test_predict_parquet_to_parquet_scores_as_csv_to_csv(files, tmp_path):
+@pytest.fixture(scope="module")
+def export_dir(files, tmp_path_factory):
   splits, _ = loading.load_splits(CONFIG.replace(data_path=str(files / "t.csv")))
   model = build_model(CONFIG, num_features=splits.num_features, output_bias=-1.0)
-  export_dir = export.export_model(model, splits.preprocessor, threshold={"value": 0.5},
-                                   export_dir=str(tmp_path / "export"))
+  return export.export_model(model, splits.preprocessor, threshold={"value": 0.5},
+                             export_dir=str(tmp_path_factory.mktemp("pqx") / "export"))
+
+
+def test_predict_parquet_to_parquet_scores_as_csv_to_csv(files, export_dir, tmp_path):
   predict.predict(CONFIG.replace(data_path=str(files / "t.csv")), export_dir,
                   str(tmp_path / "s.parquet"))
   csv = pq.read_table(tmp_path / "s.parquet").to_pandas()  # scored from the CSV, unrounded
@@ -133,14 +137,6 @@ def test_a_parquet_copy_of_the_credit_card_set_gives_the_same_splits(tmp_path):
 def test_readers_refuse_an_unknown_column_request(files):
   with pytest.raises(DataError, match="lacks the column"):
     next(readers.open_table(str(files / "t.parquet")).chunks(10, columns=["nope"]))
-
-
-@pytest.fixture(scope="module")
-def export_dir(files, tmp_path_factory):
-  splits, _ = loading.load_splits(CONFIG.replace(data_path=str(files / "t.csv")))
-  model = build_model(CONFIG, num_features=splits.num_features, output_bias=-1.0)
-  return export.export_model(model, splits.preprocessor, threshold={"value": 0.5},
-                             export_dir=str(tmp_path_factory.mktemp("pqx") / "export"))
 
 
 @pytest.mark.parametrize("mode,kind,message", [
