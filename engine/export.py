@@ -26,6 +26,7 @@ import tensorflow as tf
 from engine import calibration as calibration_lib
 from engine import models
 from engine.calibration import IDENTITY, Calibration
+from input_pipeline import category_stats
 from input_pipeline import columns as columns_lib
 from input_pipeline.errors import DataError
 from input_pipeline.preprocessing import Preprocessor
@@ -78,6 +79,9 @@ class ServingModule(tf.Module):
                                          name="calibration_scale")
     self.calibration_offset = tf.Variable(calibration.offset, dtype=tf.float64, trainable=False,
                                           name="calibration_offset")
+    # The categories' lookup tables (input_pipeline/category_stats.py): attributes of the
+    # module, so the SavedModel holds them.
+    self.category_tables = category_stats.tf_tables(preprocessor.category_stats)
     self.columns = preprocessor.raw_columns
     self.input_names = input_names(self.columns)
     categorical = set(preprocessor.categorical_columns)
@@ -88,7 +92,7 @@ class ServingModule(tf.Module):
 
   def _serve(self, inputs):
     raw = {c: inputs[n] for c, n in zip(self.columns, self.input_names)}
-    features = self.preprocessor.tf_call(raw)
+    features = self.preprocessor.tf_call(raw, self.category_tables)
     logits = models.member_logits(self.model, features)  # [members, batch]
     # Sigmoid in float64 of the prior-corrected logit, averaged over the members, then
     # calibrated, as the engine's evaluation does, so scores match it on equal logits and the

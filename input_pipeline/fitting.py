@@ -14,22 +14,15 @@ import dataclasses
 
 import numpy as np
 
+from input_pipeline import category_stats
 from input_pipeline.errors import DataError
+from input_pipeline.hashing import splitmix64
 
 # Rows kept for the medians: a bottom-k sample by a hash of the row number, so it does not depend
 # on the chunking, is uniform over the training rows, and is all of them up to this many (the
 # medians are then exact on a training split the size of the credit-card set's). The sample is
 # rows times numeric features, so the cap bounds its memory whatever the file's size.
 MEDIAN_SAMPLE_ROWS = 1 << 18
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-  """A bijective 64-bit mixer (Steele et al.): consecutive inputs give unrelated outputs."""
-  with np.errstate(over="ignore"):
-    x = np.asarray(x, np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 @dataclasses.dataclass
@@ -87,9 +80,12 @@ class Fitter:
     self._sample = np.zeros((0, len(pre.numeric_features)))
     self._salt = splitmix64(np.full(1, config.seed + 0x5EED, np.uint64))
     self.counts = [collections.Counter() for _ in pre.categorical_columns]
+    self.stats = category_stats.StatsFitter(pre.categorical_columns, config.seed)
 
-  def update(self, index: np.ndarray, numeric: np.ndarray, categorical: list[np.ndarray]) -> None:
-    """Adds training rows: file row numbers, cleaned numeric features, category strings."""
+  def update(self, index: np.ndarray, numeric: np.ndarray, categorical: list[np.ndarray],
+             labels: np.ndarray) -> None:
+    """Adds training rows: file row numbers, cleaned numeric features, category strings,
+    labels."""
     self.rows += len(index)
     self.moments.update(numeric)
     self.gaps += np.isnan(numeric).sum(axis=0)
@@ -112,6 +108,8 @@ class Fitter:
                         "split: its vocabulary would not fit in memory; pass "
                         f"--id_columns={name} if it is an identifier, or raise "
                         "--max_distinct_values")
+    if self.config.category_stats != "off" and self.pre.categorical_columns:
+      self.stats.update(index, categorical, labels)
 
   def _vocabulary(self, counter: collections.Counter) -> list[str]:
     """The most frequent values (ties by value) seen at least min_category_count times, capped
@@ -147,5 +145,9 @@ class Fitter:
     pre.medians = medians.tolist()
     pre.missing_indicators = [n for n, g in zip(names, self.gaps) if g > 0]
     pre.vocabularies = [self._vocabulary(c) for c in self.counts]
+    chosen = category_stats.choose(pre.categorical_columns, [len(c) for c in self.counts],
+                                   self.config.category_stats, self.config.max_categories)
+    stats = self.stats.finish(chosen, pre.clip)
+    pre.stats = stats.to_dict() if stats else None
     pre.feature_names = pre.output_names()
     return pre

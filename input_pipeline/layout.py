@@ -2,7 +2,8 @@
 
 The preprocessing (input_pipeline/preprocessing.py) writes, in this order: the numeric features
 (standardised and clipped), one 0/1 flag per numeric column that had gaps in training, then each
-categorical column as a one-hot block (out-of-vocabulary, missing, then its vocabulary). A model
+categorical column as a one-hot block (out-of-vocabulary, missing, then its vocabulary), then
+the frequency and fraud-rate features of high-cardinality categorical columns. A model
 that embeds numeric or categorical features itself (engine/models/) reads the positions here,
 not the preprocessing's internals.
 """
@@ -81,8 +82,12 @@ def from_preprocessor(pre, train_x=None, *, seed: int = 0) -> FeatureLayout:
   for name, vocabulary in zip(pre.categorical_columns, pre.vocabularies):
     blocks.append(CategoricalBlock(name=name, cardinality=len(vocabulary) + 2, offset=offset))
     offset += len(vocabulary) + 2
-  return FeatureLayout(num_features=offset, numeric=tuple(range(n_numeric)),
-                       numeric_names=tuple(pre.numeric_features),
+  # The categories' frequency and fraud-rate features (input_pipeline/category_stats.py) come
+  # last, and are numeric features like the others.
+  stat_names = pre.category_stats.names() if pre.stats else []
+  numeric = tuple(range(n_numeric)) + tuple(range(offset, offset + len(stat_names)))
+  return FeatureLayout(num_features=offset + len(stat_names), numeric=numeric,
+                       numeric_names=tuple(pre.numeric_features) + tuple(stat_names),
                        missing_flags=tuple(range(n_numeric, n_numeric + n_missing)),
                        categorical=tuple(blocks), train_rows=train_x, seed=seed)
 

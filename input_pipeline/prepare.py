@@ -206,7 +206,8 @@ def _statistics_pass(table, config, splitter: _Splitter, pre):
     rows, cleaned = _read_chunk(frame, config, pre)
     split = splitter(rows.index)
     train = split == 0
-    fitter.update(rows.index[train], cleaned[train], [c[train] for c in rows.categorical])
+    fitter.update(rows.index[train], cleaned[train], [c[train] for c in rows.categorical],
+                  rows.labels[train])
     np.add.at(counts, (split, rows.labels), 1)
   logging.info("Prepare pass 1 (statistics): %d rows in %.1f s", int(counts.sum()),
                time.perf_counter() - t0)
@@ -238,7 +239,7 @@ def _write_pass(table, config, splitter: _Splitter, pre, output_dir: str,
       rows, cleaned = _read_chunk(frame, config, pre)
       labels = rows.labels
       split = splitter(rows.index)
-      x = pre.encode(cleaned, rows.categorical)
+      x = pre.encode(cleaned, rows.categorical, rows.index, split == 0)
       rng = np.random.default_rng([config.seed, start])
       for s, name in enumerate(SPLIT_NAMES):
         for cls in (0, 1):

@@ -14,7 +14,8 @@ directory and inside the export, so a trained model scores raw rows):
   4. fitted on the training split only (input_pipeline/fitting.py): numeric gaps filled with the
      median, a 0/1 missing indicator for each column that had gaps, standardised and clipped to
      [-clip, clip]; each categorical column one-hot over its vocabulary plus an out-of-vocabulary
-     and a missing bucket.
+     and a missing bucket; for high-cardinality ones, two more numeric features: the value's
+     training frequency and its out-of-fold fraud rate (input_pipeline/category_stats.py).
 
 One-hot, not an embedding: a one-hot block followed by the first Dense layer is an embedding of
 the layer's width (the kernel's rows are the vectors), and it keeps one float feature matrix
@@ -31,6 +32,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from input_pipeline import category_stats
 from input_pipeline import columns as columns_lib
 from input_pipeline import sources, time_features
 from input_pipeline.columns import parse_labels  # noqa: F401 - part of this module's interface
@@ -66,6 +68,13 @@ class Preprocessor:
   # The cyclical features derived from the time column (input_pipeline/time_features.py), by
   # their names among numeric_features; empty: none, and the time column is not served.
   time_features: list[str] = dataclasses.field(default_factory=list)
+  # The frequency and fraud-rate features of high-cardinality categorical columns
+  # (input_pipeline/category_stats.py), as `CategoryStats.to_dict`; None: none.
+  stats: dict | None = None
+
+  @property
+  def category_stats(self) -> category_stats.CategoryStats | None:
+    return category_stats.CategoryStats.from_dict(self.stats)
 
   @property
   def served_numeric(self) -> list[str]:
@@ -83,7 +92,7 @@ class Preprocessor:
     names = list(self.numeric_features) + [f"{n} missing" for n in self.missing_indicators]
     for column, vocabulary in zip(self.categorical_columns, self.vocabularies):
       names += [f"{column}={v}" for v in (OOV, MISSING, *vocabulary)]
-    return names
+    return names + (self.category_stats.names() if self.stats else [])
 
   def clean(self, numeric: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
     """Raw numeric columns [n, len(numeric_columns)] float64 (and the time column's seconds
@@ -107,8 +116,11 @@ class Preprocessor:
       return np.zeros((len(numeric), 0))
     return np.stack([out[n] for n in self.numeric_features], axis=1)
 
-  def encode(self, cleaned: np.ndarray, categorical: list[np.ndarray]) -> np.ndarray:
-    """Cleaned numeric features and category strings to model features (float32)."""
+  def encode(self, cleaned: np.ndarray, categorical: list[np.ndarray],
+             index: np.ndarray | None = None, in_train: np.ndarray | None = None) -> np.ndarray:
+    """Cleaned numeric features and category strings to model features (float32). `in_train`
+    marks the training rows (and `index` gives every row's number in the file): their fraud
+    rates are out of fold (input_pipeline/category_stats.py)."""
     gaps = np.isnan(cleaned)
     # In place from here: each temporary is the size of the whole feature matrix.
     z = np.where(gaps, np.asarray(self.medians), cleaned)
@@ -121,6 +133,9 @@ class Preprocessor:
       ids[ids == 1] = 0
       ids[values == ""] = 1
       blocks.append(np.eye(len(vocabulary) + 2, dtype=np.float32)[ids])
+    if self.stats:
+      strings = dict(zip(self.categorical_columns, categorical))
+      blocks.append(self.category_stats.encode(strings, index, in_train))
     return np.concatenate([b.astype(np.float32) for b in blocks], axis=1)
 
   def __call__(self, frame: pd.DataFrame) -> np.ndarray:
@@ -138,13 +153,14 @@ class Preprocessor:
              if self.time_features else None)
     return self.encode(self.clean(numeric, times), categorical)
 
-  def tf_call(self, raw: dict):
+  def tf_call(self, raw: dict, tables: list = ()):
     """The TensorFlow twin of `__call__`, for serving: {raw column: [batch] tensor} in.
 
     Numeric columns float64 (NaN for a gap): Time in seconds and Amount in cents need more than
     float32's 7 digits to be cleaned as the numpy path cleans them; the time column, where time
-    features are derived, in seconds. Categorical columns are strings ("" for a gap). Returns float32 [batch, len(feature_names)], equal to `__call__`
-    on the same rows.
+    features are derived, in seconds. Categorical columns are strings ("" for a gap).
+    `tables`: `category_stats.tf_tables` of this preprocessing, held by the caller's module.
+    Returns float32 [batch, len(feature_names)], equal to `__call__` on the same rows.
     """
     import tensorflow as tf
     blocks = []
@@ -173,6 +189,8 @@ class Preprocessor:
       gap = tf.cast(tf.equal(values, ""), tf.float32)
       other = 1.0 - gap - tf.reduce_sum(hits, axis=1, keepdims=True)
       blocks.append(tf.concat([other, gap, hits], axis=1))
+    if self.stats:
+      blocks.append(category_stats.tf_features(self.category_stats, raw, tables))
     return tf.concat(blocks, axis=1)
 
   def _tf_refuse(self, columns: dict) -> None:
@@ -270,9 +288,10 @@ def split_and_encode(frame: pd.DataFrame, config) -> Splits:
   split = split_rows(rows, config)
   train = split == 0
   fitter = Fitter(pre, config)
-  fitter.update(rows.index[train], cleaned[train], [c[train] for c in rows.categorical])
+  fitter.update(rows.index[train], cleaned[train], [c[train] for c in rows.categorical],
+                rows.labels[train])
   pre = fitter.finish()
-  x = pre.encode(cleaned, rows.categorical)
+  x = pre.encode(cleaned, rows.categorical, rows.index, train)
   parts = [(x[split == s], rows.labels[split == s]) for s in range(3)]
   return Splits(x_train=parts[0][0], y_train=parts[0][1], x_val=parts[1][0], y_val=parts[1][1],
                 x_test=parts[2][0], y_test=parts[2][1], preprocessor=pre)

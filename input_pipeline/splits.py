@@ -7,7 +7,7 @@ import numpy as np
 
 from input_pipeline import columns as columns_lib
 from input_pipeline.errors import DataError
-from input_pipeline.fitting import splitmix64
+from input_pipeline.hashing import splitmix64
 
 
 def _check_split_sizes(n: int, cls, validation_fraction: float, test_fraction: float):

@@ -62,6 +62,11 @@ class DataConfig:
                                     "features; off: never.", choices=CLEANINGS, compat=True)
   max_categories: int = option(100, "Most frequent values kept per categorical column; the "
                                "others share an out-of-vocabulary bucket.", compat=True)
+  category_stats: str = option("auto", "Add each categorical column's training frequency and "
+                               "out-of-fold fraud rate as two numeric features "
+                               "(input_pipeline/category_stats.py). auto: for the columns "
+                               "with more distinct values than --max_categories.",
+                               choices=("auto", "on", "off"), compat=True)
   min_category_count: int = option(10, "Training rows a category needs to get its own bucket.",
                                    compat=True)
   max_distinct_values: int = option(1_000_000, "Refuse a categorical column with more distinct "

@@ -1,0 +1,142 @@
+"""The frequency and out-of-fold fraud-rate features of high-cardinality categories: what they
+compute, that training rows never see their own label, that the export and the prepared path
+read them as the in-memory path does."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import evaluation, export
+from engine.config import Config
+from input_pipeline import category_stats, layout, preprocessing
+from tests.builders import build_model
+from tests.conftest import read_json, run_main
+from tests.transactions import merchants
+
+ROWS = 20_000
+COLUMNS = ("--label_column=is_fraud", "--id_columns=transaction_id", "--time_column=event_time",
+           "--split=time")
+CONFIG = Config(label_column="is_fraud", id_columns=("transaction_id",),
+                time_column="event_time", split="time")
+
+
+@pytest.fixture(scope="module")
+def frame():
+  return merchants(ROWS, seed=0)
+
+
+@pytest.fixture(scope="module")
+def splits(frame):
+  return preprocessing.split_and_encode(frame, CONFIG)
+
+
+def _tiny():
+  """12 training-size rows: value "a" 6 rows 3 frauds, "b" 5 rows 0 frauds, "c" once, a fraud."""
+  values = ["a"] * 6 + ["b"] * 5 + ["c"]
+  labels = [1, 1, 1, 0, 0, 0] + [0] * 5 + [1]
+  return pd.DataFrame({"x": np.arange(12.0), "m": values, "y": labels})
+
+
+def test_auto_adds_the_features_to_the_high_cardinality_column_only(splits):
+  pre = splits.preprocessor
+  assert [c["column"] for c in pre.stats["columns"]] == ["merchant_id"]  # not channel
+  assert pre.feature_names[-2:] == ["merchant_id log count", "merchant_id fraud rate"]
+  lay = layout.from_preprocessor(pre)
+  assert set(lay.numeric) >= {lay.num_features - 2, lay.num_features - 1}
+  off = preprocessing.split_and_encode(merchants(ROWS, seed=0),
+                                       CONFIG.replace(category_stats="off"))
+  assert off.preprocessor.stats is None
+  assert off.num_features == splits.num_features - 2
+
+
+def test_the_features_are_the_smoothed_counts_standardised_over_training_rows():
+  stats = category_stats.StatsFitter(["m"], seed=0)
+  frame = _tiny()
+  index = np.arange(12)
+  stats.update(index, [frame["m"].to_numpy(object)], frame["y"].to_numpy())
+  fitted = stats.finish(["m"], clip=50.0)
+  assert fitted.prior == pytest.approx(4 / 12)
+  assert fitted.columns[0].values == ["a", "b", "c"]
+  # Whole-split features of rows that are not training rows: "b" and an unseen value.
+  logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+  raw = np.array([[np.log1p(5), logit((0 + 20 / 3) / (5 + 20))],
+                  [0.0, logit(1 / 3)]])
+  c = fitted.columns[0]
+  expected = (raw - np.array(c.mean)) / np.array(c.scale)
+  got = fitted.encode({"m": np.array(["b", "zz"], object)})
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  # Over the training rows, as encoded (out of fold), each feature has mean 0 and sd 1.
+  train = fitted.encode({"m": frame["m"].to_numpy(object)}, index, np.ones(12, bool))
+  np.testing.assert_allclose(train.mean(axis=0), 0.0, atol=1e-6)
+  np.testing.assert_allclose(train.std(axis=0), 1.0, atol=1e-5)
+
+
+def test_a_training_row_does_not_see_its_own_label():
+  """"c" occurs once, as a fraud: its training row's rate must be the prior's (no other row of
+  "c"), while a new row of "c" gets the rate its one fraud gives."""
+  stats = category_stats.StatsFitter(["m"], seed=0)
+  frame = _tiny()
+  index = np.arange(12)
+  stats.update(index, [frame["m"].to_numpy(object)], frame["y"].to_numpy())
+  fitted = stats.finish(["m"], clip=50.0)
+  c = fitted.columns[0]
+  unseen = fitted.encode({"m": np.array(["zz"], object)})[0, 1]
+  own = fitted.encode({"m": np.array(["c"], object)}, index[-1:], np.ones(1, bool))[0, 1]
+  new = fitted.encode({"m": np.array(["c"], object)})[0, 1]
+  assert own == pytest.approx(unseen)
+  assert new > unseen + 0.1 / c.scale[1]
+  # And the rate of each training row of "a" counts only the other folds' rows of "a".
+  fold = category_stats.folds(index[:6], seed=0)
+  rows_a = np.bincount(fold, minlength=category_stats.FOLDS)
+  pos_a = np.bincount(fold, weights=frame["y"][:6], minlength=category_stats.FOLDS)
+  other = (3 - pos_a[fold] + 20 / 3) / (6 - rows_a[fold] + 20)
+  expected = (np.log(other / (1 - other)) - c.mean[1]) / c.scale[1]
+  got = fitted.encode({"m": frame["m"][:6].to_numpy(object)}, index[:6], np.ones(6, bool))
+  np.testing.assert_allclose(got[:, 1], expected, rtol=1e-6)
+
+
+def test_the_rate_tells_risky_merchants_apart_on_unseen_rows(frame, splits):
+  """On the validation rows (no statistic fitted on them) the rate feature alone ranks fraud
+  well above chance, and better than the one-hot block's out-of-vocabulary bucket can."""
+  rate = splits.x_val[:, -1]
+  auc, _ = evaluation.roc_auc_and_average_precision(splits.y_val, rate)
+  assert auc > 0.65, auc
+
+
+def test_the_export_reads_the_features_as_training_does(frame, splits, tmp_path):
+  """Raw rows with an unseen merchant and a gap: the served score equals the in-process
+  model's on the numpy features, and the features depend on the merchant."""
+  raw = frame.drop(columns=["is_fraud"]).copy()
+  raw.loc[0, "merchant_id"] = "M-never-seen"
+  raw.loc[1, "merchant_id"] = np.nan
+  model = build_model(CONFIG.replace(hidden_units=(16,)), num_features=splits.num_features,
+                      output_bias=-3.0)
+  features = splits.preprocessor(raw)
+  in_process = evaluation.predict_probabilities(model, features)
+  path = export.export_model(model, splits.preprocessor, threshold={"value": 0.5},
+                             export_dir=str(tmp_path / "export"))
+  served, _ = export.ExportedModel(path).score(raw.sample(frac=1.0, axis=1, random_state=0))
+  np.testing.assert_allclose(served, in_process, rtol=0, atol=1e-6)
+  assert len(np.unique(features[:, -1])) > 50  # many merchants' own rates
+  unseen = category_stats.CategoryStats.from_dict(splits.preprocessor.stats).table(0)[-1]
+  np.testing.assert_allclose(features[0, -2:], unseen)
+
+
+def test_prepared_statistics_equal_the_in_memory_ones(frame, tmp_path):
+  path = tmp_path / "merchants.csv"
+  frame.to_csv(path, index=False)
+  prepared = str(tmp_path / "prepared")
+  proc = run_main("--mode=prepare", f"--data_path={path}", f"--output_dir={prepared}",
+                  "--prepare_chunk_rows=3000", "--prepare_shards=2", *COLUMNS)
+  assert proc.returncode == 0, proc.stderr
+  streamed = read_json(os.path.join(prepared, "metadata.json"))["preprocessing"]
+  in_memory = preprocessing.split_and_encode(pd.read_csv(path), CONFIG).preprocessor
+  assert streamed["feature_names"] == in_memory.feature_names
+  assert streamed["stats"]["columns"][0]["values"] == in_memory.stats["columns"][0]["values"]
+  assert streamed["stats"]["columns"][0]["rows"] == in_memory.stats["columns"][0]["rows"]
+  np.testing.assert_allclose(streamed["stats"]["columns"][0]["mean"],
+                             in_memory.stats["columns"][0]["mean"], rtol=1e-12)
