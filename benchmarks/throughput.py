@@ -352,10 +352,11 @@ def main():
                        "load_average_1min": os.getloadavg()[0],
                        "tensorflow": tf.__version__, "python": platform.python_version()}
 
-  print(f"\n{'':<26}{'examples/s':>14}{'x anchor':>10}")
+  print(f"\n{'':<26}{'examples/s':>14}{'x anchor':>10}{'rounds min-max':>26}")
   for name in ["anchor_keras_fit"] + order:
     r = report[name]
-    print(f"{name:<26}{r['examples_per_second']:>14,.0f}{r['ratio_to_anchor']:>10.1f}")
+    print(f"{name:<26}{r['examples_per_second']:>14,.0f}{r['ratio_to_anchor']:>10.1f}"
+          f"{min(r['rounds']):>14,.0f}-{max(r['rounds']):,.0f}")
   for c in sweep:
     r = report["chunk_sweep"][str(c)]
     print(f"  chunk {c:4d}: engine {r['engine_oversample']:>12,.0f}  pipeline "
