@@ -26,6 +26,7 @@ same tables the export looks values up in, so serving reads a value as training 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pandas as pd
@@ -63,12 +64,28 @@ class ColumnStats:
   mean: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0])
   scale: list[float] = dataclasses.field(default_factory=lambda: [1.0, 1.0])
 
+  @functools.cached_property
+  def index(self) -> pd.Index:
+    """The kept values, for their positions."""
+    return pd.Index(self.values)
+
+  @functools.cached_property
+  def counts(self) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, positives), float64 [len(values) + 1, FOLDS]; the last row, an unseen value's,
+    is zero."""
+    return tuple(np.vstack([np.asarray(a, np.float64).reshape(-1, FOLDS), np.zeros(FOLDS)])
+                 for a in (self.rows, self.positives))
+
+  def ids(self, strings: np.ndarray) -> np.ndarray:
+    """Each string's row in `counts` (unseen: the last)."""
+    ids = self.index.get_indexer(strings.astype(str))
+    ids[ids < 0] = len(self.values)
+    return ids
+
   def raw_features(self, prior: float) -> np.ndarray:
     """[len(values) + 1, 2] float64 before scaling: each value's log count and fraud rate over
     the whole training split (the last row: an unseen value)."""
-    rows = np.asarray(self.rows, np.float64).reshape(-1, FOLDS).sum(axis=1)
-    positives = np.asarray(self.positives, np.float64).reshape(-1, FOLDS).sum(axis=1)
-    rows, positives = np.append(rows, 0.0), np.append(positives, 0.0)
+    rows, positives = (a.sum(axis=1) for a in self.counts)
     return np.stack([np.log1p(rows), _log_odds(positives, rows, prior)], axis=1)
 
   def scaled(self, raw: np.ndarray, clip: float) -> np.ndarray:
@@ -83,9 +100,12 @@ class CategoryStats:
   seed: int
   clip: float
   columns: list[ColumnStats]
+  # Each column's `table`, made on first use.
+  _tables: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    return {"prior": self.prior, "seed": self.seed, "clip": self.clip,
+            "columns": [dataclasses.asdict(c) for c in self.columns]}
 
   @classmethod
   def from_dict(cls, d: dict | None) -> "CategoryStats | None":
@@ -99,8 +119,10 @@ class CategoryStats:
 
   def table(self, i: int) -> np.ndarray:
     """Column i's scaled features per value, float32 [len(values) + 1, 2] (last: unseen)."""
-    c = self.columns[i]
-    return c.scaled(c.raw_features(self.prior), self.clip).astype(np.float32)
+    if i not in self._tables:
+      c = self.columns[i]
+      self._tables[i] = c.scaled(c.raw_features(self.prior), self.clip).astype(np.float32)
+    return self._tables[i]
 
   def encode(self, strings: dict[str, np.ndarray], index: np.ndarray | None = None,
              in_train: np.ndarray | None = None) -> np.ndarray:
@@ -108,8 +130,7 @@ class CategoryStats:
     `in_train` (with their file row numbers `index`) out of fold. Needs one column at least."""
     blocks = []
     for i, c in enumerate(self.columns):
-      ids = pd.Index(c.values).get_indexer(strings[c.column].astype(str))
-      ids[ids < 0] = len(c.values)
+      ids = c.ids(strings[c.column])
       out = self.table(i)[ids]
       if in_train is not None and in_train.any():
         out[in_train] = self._out_of_fold(c, ids[in_train], folds(index[in_train], self.seed))
@@ -117,13 +138,11 @@ class CategoryStats:
     return np.concatenate(blocks, axis=1)
 
   def _out_of_fold(self, c: ColumnStats, ids: np.ndarray, fold: np.ndarray) -> np.ndarray:
-    rows = np.vstack([np.asarray(c.rows, np.float64).reshape(-1, FOLDS), np.zeros(FOLDS)])
-    pos = np.vstack([np.asarray(c.positives, np.float64).reshape(-1, FOLDS), np.zeros(FOLDS)])
-    total_rows, total_pos = rows.sum(axis=1), pos.sum(axis=1)
-    other_rows = total_rows[ids] - rows[ids, fold]
-    other_pos = total_pos[ids] - pos[ids, fold]
-    raw = np.stack([np.log1p(total_rows[ids]), _log_odds(other_pos, other_rows, self.prior)],
-                   axis=1)
+    rows, pos = c.counts
+    total_rows = rows.sum(axis=1)[ids]
+    other_rows = total_rows - rows[ids, fold]
+    other_pos = pos.sum(axis=1)[ids] - pos[ids, fold]
+    raw = np.stack([np.log1p(total_rows), _log_odds(other_pos, other_rows, self.prior)], axis=1)
     return c.scaled(raw, self.clip).astype(np.float32)
 
 
@@ -159,8 +178,9 @@ class StatsFitter:
       if name not in chosen or counts is None:
         continue
       counts = counts.astype(np.int64)
-      total = counts["size"].sum(axis=1)
-      order = sorted(range(len(counts)), key=lambda j: (-int(total.iloc[j]), counts.index[j]))
+      total = counts["size"].sum(axis=1).to_numpy()
+      # The most frequent first, ties by value.
+      order = np.lexsort((counts.index.to_numpy(str), -total))
       counts = counts.iloc[order[:MAX_VALUES]]
       c = ColumnStats(column=name, values=[str(v) for v in counts.index],
                       rows=counts["size"].to_numpy().tolist(),
@@ -173,8 +193,7 @@ class StatsFitter:
 def _training_moments(c: ColumnStats, prior: float, n_train: int) -> tuple[list, list]:
   """Mean and standard deviation of the two features over the training rows, as they are
   encoded (out of fold); the rows of values beyond MAX_VALUES count as unseen ones."""
-  rows = np.asarray(c.rows, np.float64).reshape(-1, FOLDS)
-  pos = np.asarray(c.positives, np.float64).reshape(-1, FOLDS)
+  rows, pos = (a[:-1] for a in c.counts)
   total_rows, total_pos = rows.sum(axis=1, keepdims=True), pos.sum(axis=1, keepdims=True)
   count = np.broadcast_to(np.log1p(total_rows), rows.shape)
   rate = _log_odds(total_pos - pos, total_rows - rows, prior)

@@ -74,7 +74,12 @@ class Preprocessor:
 
   @property
   def category_stats(self) -> category_stats.CategoryStats | None:
-    return category_stats.CategoryStats.from_dict(self.stats)
+    """`stats` parsed, once for each value `stats` takes (it is set when the fit finishes)."""
+    cached = self.__dict__.get("_parsed_stats")
+    if cached is None or cached[0] is not self.stats:
+      cached = (self.stats, category_stats.CategoryStats.from_dict(self.stats))
+      self.__dict__["_parsed_stats"] = cached
+    return cached[1]
 
   @property
   def served_numeric(self) -> list[str]:
