@@ -91,6 +91,8 @@ def config_from_flags() -> Config:
   validated as oversample's, the strictest (the chunk must divide the batch)."""
   values = {}
   for f in fields():
+    if not FLAGS[f.name].present:  # Left to the model family's DEFAULTS or the field's own.
+      continue
     value = FLAGS[f.name].value
     if str(f.type).startswith("tuple[int"):
       try:
@@ -99,7 +101,7 @@ def config_from_flags() -> Config:
         console.fail(f"invalid --{f.name}={','.join(value)}: must be a comma-separated list of "
                      "positive integers")
     values[f.name] = value
-  if values["strategy"] == "all":
+  if values.get("strategy") == "all":
     values["strategy"] = "oversample"
   return Config(**values)
 

@@ -29,7 +29,7 @@ KEYS = ("loss", "auc", "prc", "tp", "fp", "tn", "fn", "precision", "recall")
 
 
 def command(args, model_dir):
-  cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--deterministic",
+  cmd = [sys.executable, os.path.join(ROOT, "main.py"), "--model=mlp", "--deterministic",
          "--checkpoint_interval_seconds=0", f"--model_dir={model_dir}"] + args.extra
   if args.data_path:
     cmd.append(f"--data_path={args.data_path}")

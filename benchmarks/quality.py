@@ -321,6 +321,9 @@ def parse_args(argv=None):
                  help="an engine configuration besides the defaults "
                       f"({', '.join(f'{k}: {v}' for k, v in ENGINE_DEFAULTS.items())}), e.g. "
                       "'ensemble16=--strategy=baseline --ensemble=16' (repeatable)")
+  p.add_argument("--defaults", default=",".join(ENGINE_DEFAULTS),
+                 help="comma-separated default configurations to run; empty: none (only the "
+                      "--config ones, e.g. for an ablation)")
   p.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers; empty: none")
   only = p.add_mutually_exclusive_group()
   only.add_argument("--engine_only", action="store_true", help="no peers")
@@ -347,6 +350,10 @@ def parse_args(argv=None):
   unknown = set(filter(None, args.peers.split(","))) - set(PEERS)
   if unknown:
     p.error(f"unknown --peers {', '.join(sorted(unknown))}; choose from {', '.join(PEERS)}")
+  unknown = set(filter(None, args.defaults.split(","))) - set(ENGINE_DEFAULTS)
+  if unknown:
+    p.error(f"unknown --defaults {', '.join(sorted(unknown))}; choose from "
+            f"{', '.join(ENGINE_DEFAULTS)}")
   for spec in args.config:
     if "=" not in spec or not spec.partition("=")[0]:
       p.error(f'--config {spec!r}: expected NAME="flags"')
@@ -358,7 +365,9 @@ def main(argv=None):
   args.workdir = args.workdir or tempfile.mkdtemp(prefix="quality-")
   os.makedirs(args.workdir, exist_ok=True)
   seeds = [int(s) for s in args.seeds.split(",")]
-  engine = {} if args.peers_only else {n: f.split() for n, f in ENGINE_DEFAULTS.items()}
+  defaults = set(filter(None, args.defaults.split(",")))
+  engine = {} if args.peers_only else {n: f.split() for n, f in ENGINE_DEFAULTS.items()
+                                       if n in defaults}
   if not args.peers_only:
     for spec in args.config:
       name, _, flags = spec.partition("=")

@@ -30,9 +30,13 @@ import benchmarks.throughput as T
 from engine import distribute, loop
 from engine.config import Config
 data = dict(dataset="creditcard", data_path=data_path) if data_path else dict(dataset="synthetic")
-config = Config(strategy="oversample", seed=0, hidden_units=(16,), dropout=0.5, batch_size=2048,
+settings = dict(strategy="oversample", seed=0, hidden_units=(16,), dropout=0.5, batch_size=2048,
                 learning_rate=1e-3, positive_fraction=0.5, jit_compile="true",
                 intra_op_threads=1, **data)
+try:  # The MLP in every checkout: one that predates --model knows no other.
+  config = Config(model="mlp", **settings)
+except Exception:
+  config = Config(**settings)
 loop.configure_tensorflow(config)
 distribute.make_strategy(config)
 splits = T.load_splits(config)

@@ -259,7 +259,7 @@ def main():
                if getattr(args, k) is not None}
   # The anchor's model, batch and balance, not the engine's defaults: the ratio compares the
   # two training loops on the same data and the same model.
-  config = Config(strategy="oversample", data_path=args.data_path, seed=args.seed,
+  config = Config(model="mlp", strategy="oversample", data_path=args.data_path, seed=args.seed,
                   dataset="creditcard" if args.data_path else "synthetic",
                   synthetic_rows=args.synthetic_rows, jit_compile=args.jit_compile,
                   hidden_units=(16,), dropout=0.5, batch_size=BATCH, learning_rate=1e-3,

@@ -37,8 +37,9 @@ def examples_per_second_by_epoch(model_dir: str) -> list[float]:
 
 
 def main_py(*flags: str) -> list[str]:
-  """The command line of this checkout's main.py with `flags`, in this interpreter."""
-  return [sys.executable, os.path.join(ROOT, "main.py"), *flags]
+  """The command line of this checkout's main.py with `flags`, in this interpreter: the MLP
+  (the figures these benchmarks compare are the pipeline's), unless `flags` name a model."""
+  return [sys.executable, os.path.join(ROOT, "main.py"), "--model=mlp", *flags]
 
 
 def run(cmd: list[str], log_path: str) -> dict:

@@ -102,8 +102,10 @@ def main():
       if name in roots:
         model_dir = os.path.join(workdir, f"{name}-{r}")
         out = os.path.join(model_dir, "results.json")
-        cmd = [sys.executable, os.path.join(roots[name], "main.py"), "--strategy=oversample",
-               f"--data_path={args.data_path}", f"--model_dir={model_dir}", "--fresh",
+        # The MLP against the Keras tutorial's MLP (before the tabm default, the only family).
+        family = ["--model=mlp"] if name == "engine" else []
+        cmd = [sys.executable, os.path.join(roots[name], "main.py"), *family,
+               "--strategy=oversample", f"--data_path={args.data_path}", f"--model_dir={model_dir}", "--fresh",
                f"--seed={args.seed}", *args.engine_flags.split()]
       else:
         out = os.path.join(workdir, f"keras-{r}.json")

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine.config import options
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,10 +28,28 @@ def real_data_path() -> str:
   return REAL_DATA
 
 
-def run_main(*flags: str, timeout: float = 300, env: dict | None = None):
-  """Runs main.py in a fresh process (as a user does); returns the CompletedProcess."""
+# The suite trains many tiny runs: they use the MLP, the quick family, unless they name one
+# (`model=None` in run_main, or the `default_family` mark, for the tests of the default itself).
+# Set at import, so fixtures of every scope see it.
+TEST_MODEL = "mlp"
+SHIPPED_MODEL = options.DEFAULT_MODEL
+options.DEFAULT_MODEL = TEST_MODEL
+
+
+@pytest.fixture(autouse=True)
+def _the_shipped_family_when_marked(request, monkeypatch):
+  if "default_family" in request.keywords:
+    monkeypatch.setattr(options, "DEFAULT_MODEL", SHIPPED_MODEL)
+
+
+def run_main(*flags: str, timeout: float = 300, env: dict | None = None,
+             model: str | None = TEST_MODEL):
+  """Runs main.py in a fresh process (as a user does); returns the CompletedProcess.
+
+  `model` comes first, so a `--model` in `flags` wins; None: main.py's own default."""
   full_env = dict(os.environ)
   full_env.update(env or {})
+  flags = ((f"--model={model}",) if model else ()) + flags
   return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *flags],
                         capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=full_env)
 

@@ -74,7 +74,7 @@ def test_monitor_direction(monitor, higher):
 
 
 def test_defaults_match_the_documented_recipe():
-  c = Config()
+  c = Config(model="mlp")
   # Chosen by measurement on validation (BUILD.md, "Model quality").
   assert (c.strategy, c.epochs, c.batch_size, c.learning_rate, c.patience, c.monitor) == (
       "oversample", 100, 512, 3e-3, 10, "val_prc")
@@ -151,3 +151,55 @@ def test_the_flags_are_the_fields():
     assert flag.help.endswith(f.help)  # absl puts an enum's choices first
     default = list(map(str, f.default)) if isinstance(f.default, tuple) else f.default
     assert flag.default == default, f.name
+
+
+@pytest.mark.default_family
+def test_a_run_that_names_no_model_gets_tabm_and_its_declared_defaults():
+  from engine.config import options
+  c = Config()
+  assert c.model.name == options.DEFAULT_MODEL == "tabm"
+  # engine/models/tabm.py's DEFAULTS, chosen on validation (BUILD.md, "Ablation of --model=tabm").
+  assert (c.ensemble, c.hidden_units, c.dropout, c.input_transform) == (
+      8, (128, 128), 0.1, "quantile_normal")
+  assert (c.batch_size, c.learning_rate, c.steps_per_epoch, c.patience) == (2048, 2e-3, 100, 6)
+  assert c.oversample_chunk == 8
+  assert (c.strategy, c.epochs, c.monitor, c.weight_decay) == ("oversample", 100, "val_prc", 0.0)
+
+
+@pytest.mark.default_family
+def test_a_value_given_beats_the_familys_and_a_new_family_brings_its_own():
+  c = Config(batch_size=1024, patience=3)
+  assert (c.batch_size, c.patience, c.ensemble) == (1024, 3, 8)
+  mlp = c.replace(model="mlp")
+  assert (mlp.batch_size, mlp.patience, mlp.ensemble, mlp.hidden_units) == (1024, 3, 1, (64,))
+  assert mlp.replace(model="tabm") == c
+  assert Config(model="tabm", ensemble=1).ensemble == 1  # an explicit K of 1 is kept
+  import pickle
+  assert pickle.loads(pickle.dumps(c)).replace(model="mlp") == mlp
+
+
+@pytest.mark.default_family
+def test_the_flags_not_given_are_left_to_the_family():
+  import main
+  try:
+    for args, expected in ((["--strategy=baseline"], ("tabm", 2048, 8)),
+                           (["--model=mlp"], ("mlp", 512, 1)),
+                           (["--batch_size=256"], ("tabm", 256, 8))):
+      main.FLAGS.unparse_flags()
+      main.FLAGS(["main.py", *args])
+      c = main.config_from_flags()
+      assert (c.model.name, c.batch_size, c.ensemble) == expected, args
+  finally:
+    main.FLAGS.unparse_flags()
+
+
+def test_every_familys_defaults_are_config_fields_and_valid():
+  from engine.config import fields, options, plugins
+  names = {f.name for f in fields()}
+  assert options.family_defaults("models", "tabm"), "tabm declares its DEFAULTS"
+  for family in plugins("models"):
+    declared = options.family_defaults("models", family)
+    assert set(declared) <= names, (family, set(declared) - names)
+    config = Config(model=family)
+    for name, value in declared.items():
+      assert getattr(config, name) == value, (family, name)

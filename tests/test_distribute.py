@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, read_json, small_frame
+from conftest import ROOT, TEST_MODEL, read_json, small_frame
 from engine import distribute
 from engine.config import Config, ConfigError
 from input_pipeline import datasets
@@ -131,7 +131,7 @@ def test_two_workers_train_one_model_like_a_single_process(tmp_path):
 
   def start(name, extra, env):
     out = open(tmp_path / f"{name}.out", "w+")
-    cmd = [sys.executable, os.path.join(ROOT, "main.py"), *flags, *extra]
+    cmd = [sys.executable, os.path.join(ROOT, "main.py"), f"--model={TEST_MODEL}", *flags, *extra]
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                             env={**os.environ, **env}), out
 
@@ -189,7 +189,8 @@ def test_two_workers_train_from_a_prepared_directory(tmp_path):
       env = {**os.environ, "TF_CONFIG": json.dumps(
           {"cluster": cluster, "task": {"type": "worker", "index": i}})}
       procs.append((subprocess.Popen(
-          [sys.executable, os.path.join(ROOT, "main.py"), *flags, "--distribution=multi_worker",
+          [sys.executable, os.path.join(ROOT, "main.py"), f"--model={TEST_MODEL}", *flags,
+           "--distribution=multi_worker",
            f"--model_dir={tmp_path / f'w{i}'}"], stdout=out, stderr=subprocess.STDOUT,
           cwd=ROOT, env=env), out))
     for p, _ in procs:
@@ -219,7 +220,8 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_they_resume(tmp_p
     out = open(tmp_path / f"worker{i}-{epochs}.out", "w+")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CONFIG": json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": i}})}
-    cmd = [sys.executable, os.path.join(ROOT, "main.py"), f"--data_path={data}",
+    cmd = [sys.executable, os.path.join(ROOT, "main.py"), f"--model={TEST_MODEL}",
+           f"--data_path={data}",
            "--strategy=class_weight", f"--epochs={epochs}", "--batch_size=256",
            "--steps_per_epoch=10", "--steps_per_loop=2", "--patience=10000",
            "--distribution=multi_worker", f"--model_dir={tmp_path / 'run'}"]

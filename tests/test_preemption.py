@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, read_json, run_main
+from tests.conftest import ROOT, TEST_MODEL, read_json, run_main
 
 FLAGS = ("--dataset=synthetic", "--synthetic_rows=20000", "--batch_size=256",
          "--steps_per_epoch=10", "--epochs=12", "--patience=100", "--eval_batch_size=1024",
@@ -29,7 +29,8 @@ def _start(model_dir, flags=FLAGS):
   env = dict(os.environ, PYTHONUNBUFFERED="1")
   # SIGINT as in a terminal's foreground job: a shell's background job (this test's, maybe)
   # hands its children an ignored SIGINT, which the engine rightly leaves ignored.
-  return subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *flags,
+  return subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), f"--model={TEST_MODEL}",
+                           *flags,
                            f"--model_dir={model_dir}"], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

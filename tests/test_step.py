@@ -196,7 +196,7 @@ from engine.step import make_train_loop
 from input_pipeline import datasets
 distribute.split_cpu(2)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-config = Config(batch_size=128, strategy="baseline", hidden_units=(8,), ensemble=2)
+config = Config(model="mlp", batch_size=128, strategy="baseline", hidden_units=(8,), ensemble=2)
 rng = np.random.default_rng(0)
 y = (rng.random(1000) < 0.5).astype(np.int64)
 x = rng.standard_normal((1000, 6)).astype(np.float32) + y[:, None]

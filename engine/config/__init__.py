@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.config.options import (  # noqa: F401 - the config's interface
     CALIBRATIONS, CLEANINGS, DATASETS, DEFAULT_STEPS_PER_EPOCH, DISTRIBUTIONS, MONITORABLE,
-    SPLIT_METHODS, STRATEGIES, ConfigError, plugins)
+    SPLIT_METHODS, STRATEGIES, ConfigError, default_model, family_defaults, plugins)
 from engine.config.sections import (  # noqa: F401 - the config's interface
     SECTIONS, DataConfig, EvaluationConfig, ExportConfig, ModelConfig, RunConfig, TrainConfig)
 
@@ -62,10 +62,12 @@ class Config:
   """Everything that decides what a run does: six frozen sections.
 
   `Config(batch_size=256, model="mlp")` takes flat names (the flags'); a section may be given
-  whole (`Config(train=TrainConfig(...))`). Frozen: a run never changes its own config.
+  whole (`Config(train=TrainConfig(...))`). A field not given takes its model family's value
+  (`DEFAULTS` in engine/models/NAME.py, the family `model` names or options.DEFAULT_MODEL),
+  else the field's own default. Frozen: a run never changes its own config.
   """
 
-  __slots__ = tuple(SECTIONS)
+  __slots__ = tuple(SECTIONS) + ("_given",)
 
   def __init__(self, **values: Any):
     by_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
@@ -73,16 +75,23 @@ class Config:
     for name, value in values.items():
       if name in SECTIONS and isinstance(value, SECTIONS[name]):
         given[name] = value
-      elif name in _FIELDS:
-        f = _FIELDS[name]
-        by_section[f.section][f.attribute] = tuple(value) if isinstance(value, list) else value
-      else:
+      elif name not in _FIELDS:
         raise ConfigError(f"unknown config field '{name}'")
+    explicit = {n for n in values if n in _FIELDS} | {
+        f.name for f in _FIELDS.values() if f.section in given}
+    family = values.get("model") or (given["model"].name if "model" in given else None)
+    family_values = family_defaults("models", family or default_model())
+    chosen = {**{n: v for n, v in family_values.items() if n not in explicit},
+              **{n: v for n, v in values.items() if n in _FIELDS}}
+    for name, value in chosen.items():
+      f = _FIELDS[name]
+      by_section[f.section][f.attribute] = tuple(value) if isinstance(value, list) else value
     for section, cls in SECTIONS.items():
       value = given.get(section)
       if value is None or by_section[section]:
         value = dataclasses.replace(value or cls(), **by_section[section])
       object.__setattr__(self, section, value)
+    object.__setattr__(self, "_given", frozenset(explicit))
 
   def __getattr__(self, name: str) -> Any:
     f = _FIELDS.get(name)
@@ -101,10 +110,13 @@ class Config:
     return f"Config({', '.join(f'{s}={getattr(self, s)!r}' for s in SECTIONS)})"
 
   def __reduce__(self):  # Pickled by value: the background load sends it to a child process.
-    return (_from_dict, (self.to_dict(),))
+    return (_from_dict, (self.to_dict(), sorted(self._given)))
 
   def replace(self, **changes: Any) -> "Config":
-    return Config(**{**self.to_dict(raw=True), **changes})
+    """A copy with `changes`; the fields this config was not given are taken afresh, so a
+    change of `model` brings the new family's defaults."""
+    kept = {k: v for k, v in self.to_dict(raw=True).items() if k in self._given}
+    return Config(**{**kept, **changes})
 
   def to_dict(self, raw: bool = False) -> dict[str, Any]:
     """The flat fields, by flag name (config.json's content); tuples as lists unless `raw`."""
@@ -132,8 +144,11 @@ class Config:
     return self.monitor_metric not in ("loss", "fp", "fn")
 
 
-def _from_dict(values: dict) -> Config:
-  return Config(**values)
+def _from_dict(values: dict, given=None) -> Config:
+  config = Config(**values)
+  if given is not None:
+    object.__setattr__(config, "_given", frozenset(given))
+  return config
 
 
 def compat_fields() -> tuple[str, ...]:

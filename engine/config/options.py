@@ -6,7 +6,9 @@ No TensorFlow is imported: main.py builds and validates the config before the im
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -31,6 +33,16 @@ MONITORABLE = ("loss", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall"
 DEFAULT_STEPS_PER_EPOCH = 50
 
 
+# The model family of a run that names none (`--model`). Its plug-in's `DEFAULTS` then fill
+# every field the run does not set (`family_defaults`).
+DEFAULT_MODEL = "tabm"
+
+
+def default_model() -> str:
+  """DEFAULT_MODEL, read when a config is made (the test suite sets its own)."""
+  return DEFAULT_MODEL
+
+
 class ConfigError(ValueError):
   """A configuration value is invalid. The message names the field and the value."""
 
@@ -42,6 +54,28 @@ def plugins(package: str) -> tuple[str, ...]:
                         package)
   return tuple(sorted(f[:-3] for f in os.listdir(folder)
                       if f.endswith(".py") and not f.startswith("_")))
+
+
+@functools.lru_cache(maxsize=None)
+def _declared_defaults(path: str) -> tuple:
+  with open(path) as f:
+    tree = ast.parse(f.read(), path)
+  for node in tree.body:
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    if any(isinstance(t, ast.Name) and t.id == "DEFAULTS" for t in targets) and node.value:
+      return tuple(ast.literal_eval(node.value).items())
+  return ()
+
+
+def family_defaults(package: str, name: str) -> dict[str, Any]:
+  """The `DEFAULTS` a plug-in module declares, {flat field name: value}, read from its source
+  without importing it (so without TensorFlow): the values of the fields a run of that plug-in
+  does not set. {} for a module that declares none, or no such plug-in (the config's own check
+  then names the bad value)."""
+  if name not in plugins(package):
+    return {}
+  folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package)
+  return dict(_declared_defaults(os.path.join(folder, f"{name}.py")))
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices=None,

@@ -12,7 +12,8 @@ import math
 
 from engine.config.options import (CALIBRATIONS, CLEANINGS, DATASETS, DEFAULT_STEPS_PER_EPOCH,
                                   DISTRIBUTIONS, MONITORABLE, SPLIT_METHODS, STRATEGIES,
-                                  _one_of, _positive_ints, _require, option, plugins)
+                                  _one_of, _positive_ints, _require, default_model, option,
+                                  plugins)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,14 +127,17 @@ class DataConfig:
 class ModelConfig:
   """The model family (engine/models/) and the fields the families read."""
 
-  name: str = option("mlp", "The model family: the module engine/models/NAME.py.",
-                     flag="model", choices=lambda: plugins("models"), compat=True, hparam=True)
+  name: str | None = option(None, "The model family: the module engine/models/NAME.py. "
+                            "Default: tabm. The fields a run does not set take the family's "
+                            "DEFAULTS (engine/models/tabm.py); mlp's are the fields' own.",
+                            flag="model", choices=lambda: plugins("models"), compat=True,
+                            hparam=True)
   hidden_units: tuple[int, ...] = option((64,), "Units of each hidden Dense(relu) layer.",
                                          compat=True, hparam=True)
   dropout: float = option(0.2, "Dropout rate after each hidden layer.", hparam=True)
   ensemble: int = option(1, "Members of an ensemble trained side by side in one compiled step "
                          "(own initial weights, dropout and rows); the model's probability is "
-                         "the mean of theirs. --model=tabm: its K (default there: 16).",
+                         "the mean of theirs. --model=tabm: its K.",
                          compat=True, hparam=True)
   # What --model=tabm reads (engine/models/tabm.py); the other families ignore them.
   tabm_arch: str = option("tabm", "--model=tabm: tabm (BatchEnsemble layers), tabm-mini (one "
@@ -159,6 +163,8 @@ class ModelConfig:
                                 choices=("none", "quantile_normal"), compat=True)
 
   def __post_init__(self):
+    if self.name is None:
+      object.__setattr__(self, "name", default_model())
     _one_of("model", self.name, plugins("models"))
     _positive_ints(self, ("d_embedding", "n_frequencies", "n_bins"))
     _require(self.frequency_scale > 0, "frequency_scale", self.frequency_scale, "must be > 0")

@@ -1,4 +1,5 @@
-"""`--model=mlp`, the default: an ensemble of K members, each Dense(relu) layers with
+"""`--model=mlp`, the small, fast family (its defaults are the config fields' own; tabm is the
+default family): an ensemble of K members, each Dense(relu) layers with
 replica-aware dropout and one logit out, trained side by side as stacked weights (one batched
 matmul per layer).
 

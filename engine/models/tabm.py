@@ -44,11 +44,21 @@ import tensorflow as tf
 
 from engine.layers import replica_dropout
 
-# Members when --ensemble is 1. The paper's default is 32; the step's cost grows linearly with K
-# (every member scores every row), so a 2-core CPU gets a smaller default.
-DEFAULT_K = 16
-# Backbone when the config names none.
-DEFAULT_HIDDEN = (128, 128)
+# What a run of this family uses for the fields it does not set (engine/config reads this
+# literal without importing the module). Chosen on validation (BUILD.md, "Ablation of
+# `--model=tabm`"). K (`ensemble`): the paper's default is 32; the step's cost grows linearly
+# with K (every member scores every row), so a CPU gets fewer.
+DEFAULTS = {
+    "ensemble": 8,
+    "hidden_units": (128, 128),
+    "dropout": 0.1,
+    "input_transform": "quantile_normal",
+    "batch_size": 2048,
+    "oversample_chunk": 8,
+    "learning_rate": 2e-3,
+    "steps_per_epoch": 100,
+    "patience": 6,
+}
 ARCHS = ("tabm", "tabm-mini", "tabm-packed")
 EMBEDDINGS = ("none", "periodic", "piecewise_linear")
 TRANSFORMS = ("none", "quantile_normal")
@@ -82,8 +92,8 @@ class TabM(keras.layers.Layer):
   # The members share the backbone's kernels, so they train on the same rows (x [B, F]).
   own_rows = False
 
-  def __init__(self, *, num_features, numeric, quantiles=None, arch="tabm", k=DEFAULT_K,
-               hidden_units=DEFAULT_HIDDEN, dropout=0.1, num_embeddings="none", d_embedding=16,
+  def __init__(self, *, num_features, numeric, quantiles=None, arch="tabm",
+               k=DEFAULTS["ensemble"], hidden_units=DEFAULTS["hidden_units"], dropout=0.1, num_embeddings="none", d_embedding=16,
                n_frequencies=16, frequency_scale=0.1, lite=True, n_bins=16, output_bias=0.0,
                seed=0, scaling_init=None, input_transform="none", **kwargs):
     super().__init__(**kwargs)
@@ -306,16 +316,15 @@ class TabM(keras.layers.Layer):
 def build(layout, config, *, output_bias: float = 0.0) -> TabM:
   """The engine's plug-in entry point: a built TabM for the layout's features."""
   get = lambda name, default: getattr(config, name, default)  # noqa: E731
-  ensemble = int(get("ensemble", 1) or 1)
-  hidden = tuple(get("hidden_units", DEFAULT_HIDDEN) or DEFAULT_HIDDEN)
+  defaults = lambda name: get(name, DEFAULTS[name])  # noqa: E731
   model = TabM(
       num_features=layout.num_features, numeric=list(layout.numeric),
       quantiles=getattr(layout, "quantiles", None), arch=get("tabm_arch", "tabm"),
-      k=ensemble if ensemble > 1 else get("tabm_k", DEFAULT_K), hidden_units=hidden,
-      dropout=float(get("dropout", 0.1)), num_embeddings=get("num_embeddings", "none"),
+      k=int(defaults("ensemble")), hidden_units=tuple(defaults("hidden_units")),
+      dropout=float(defaults("dropout")), num_embeddings=get("num_embeddings", "none"),
       d_embedding=int(get("d_embedding", 16)), n_frequencies=int(get("n_frequencies", 16)),
       frequency_scale=float(get("frequency_scale", 0.1)), lite=bool(get("embedding_lite", True)),
-      n_bins=int(get("n_bins", 16)), input_transform=get("input_transform", "none"),
+      n_bins=int(get("n_bins", 16)), input_transform=defaults("input_transform"),
       output_bias=output_bias, seed=int(get("seed", 0)),
       name="tabm")
   model(tf.zeros([1, layout.num_features], tf.float32))
