@@ -2,8 +2,8 @@
 
   python benchmarks/quality.py --tables=creditcard,creditcard_time,transactions,merchants \
       --seeds=0,1,2,3,4 --json=quality.json --markdown=quality.md \
-      [--config NAME="main.py flags"]... [--peers=xgboost,lightgbm,catboost] \
-      [--engine_only | --peers_only]
+      [--config NAME="main.py flags"]... [--defaults=headline,baseline,class_weight] \
+      [--peers=xgboost,lightgbm,catboost] [--engine_only | --peers_only]
 
 Tables (benchmarks/tables.py): `creditcard`, the credit-card set with main.py's stratified
 random split (64/16/20), one split per seed; `creditcard_time`, the same set split by time
@@ -17,9 +17,9 @@ Contenders, per table and seed, on the same rows of each split:
   - the engine: each configuration is `python main.py <table flags> <its flags> --seed=S` in a
     fresh process and model directory, then `python main.py --mode=predict` with its export on
     the test rows, which gives the per-row test scores. The defaults are `headline`
-    (`--strategy=oversample`, the README's command), `baseline` and `class_weight`; `--config
-    NAME="flags"` adds one (or replaces one of the same name). Its wall time is the training
-    process's, from start to exit.
+    (`--strategy=oversample`, the README's command), `baseline` and `class_weight`
+    (`--defaults` runs a subset); `--config NAME="flags"` adds one (or replaces one of the
+    same name). Its wall time is the training process's, from start to exit.
   - the peers (benchmarks/peers.py, the `bench` extra): XGBoost, LightGBM and CatBoost in the
     configurations of issue 26, each fitted in a worker process on the engine's split, with the
     same raw columns and the time features the engine can derive (`--time_features` where main.py

@@ -19,6 +19,9 @@ features are then standardised over the training rows and clipped like the numer
 Values never seen in training (and values beyond the MAX_VALUES most frequent) get the features
 of a value with no rows: log count 0 and the training rate.
 
+Each numeric feature is also compared with the value's usual one
+(input_pipeline/category_usual.py): those features follow every column's two.
+
 The fitted values are held per value in `Preprocessor.stats` (`CategoryStats.to_dict`), the
 same tables the export looks values up in, so serving reads a value as training did.
 """
@@ -31,6 +34,7 @@ import functools
 import numpy as np
 import pandas as pd
 
+from input_pipeline import category_usual
 from input_pipeline.hashing import splitmix64
 
 FOLDS = 5
@@ -100,22 +104,27 @@ class CategoryStats:
   seed: int
   clip: float
   columns: list[ColumnStats]
+  usual: category_usual.Usual | None = None
   # Each column's `table`, made on first use.
   _tables: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
   def to_dict(self) -> dict:
     return {"prior": self.prior, "seed": self.seed, "clip": self.clip,
-            "columns": [dataclasses.asdict(c) for c in self.columns]}
+            "columns": [dataclasses.asdict(c) for c in self.columns],
+            "usual": self.usual.to_dict() if self.usual else None}
 
   @classmethod
   def from_dict(cls, d: dict | None) -> "CategoryStats | None":
     if not d:
       return None
+    usual = d.get("usual")
     return cls(prior=d["prior"], seed=d["seed"], clip=d["clip"],
-               columns=[ColumnStats(**c) for c in d["columns"]])
+               columns=[ColumnStats(**c) for c in d["columns"]],
+               usual=category_usual.Usual(**usual) if usual else None)
 
   def names(self) -> list[str]:
-    return [f"{c.column} {s}" for c in self.columns for s in SUFFIXES]
+    names = [f"{c.column} {s}" for c in self.columns for s in SUFFIXES]
+    return names + (self.usual.names() if self.usual else [])
 
   def table(self, i: int) -> np.ndarray:
     """Column i's scaled features per value, float32 [len(values) + 1, 2] (last: unseen)."""
@@ -125,16 +134,20 @@ class CategoryStats:
     return self._tables[i]
 
   def encode(self, strings: dict[str, np.ndarray], index: np.ndarray | None = None,
-             in_train: np.ndarray | None = None) -> np.ndarray:
-    """float32 [n, 2 * columns] of the category strings by column (gaps ""), the rows in
-    `in_train` (with their file row numbers `index`) out of fold. Needs one column at least."""
-    blocks = []
-    for i, c in enumerate(self.columns):
-      ids = c.ids(strings[c.column])
-      out = self.table(i)[ids]
+             in_train: np.ndarray | None = None, cleaned: np.ndarray | None = None,
+             ) -> np.ndarray:
+    """float32 [n, len(names())] of the category strings by column (gaps "") and the rows'
+    cleaned numeric features, the rows in `in_train` (with their file row numbers `index`) out
+    of fold. Needs one column at least."""
+    blocks, ids = [], [c.ids(strings[c.column]) for c in self.columns]
+    for i, (c, column_ids) in enumerate(zip(self.columns, ids)):
+      out = self.table(i)[column_ids]
       if in_train is not None and in_train.any():
-        out[in_train] = self._out_of_fold(c, ids[in_train], folds(index[in_train], self.seed))
+        out[in_train] = self._out_of_fold(c, column_ids[in_train],
+                                          folds(index[in_train], self.seed))
       blocks.append(out)
+    if self.usual:
+      blocks.append(self.usual.encode(ids, cleaned, in_train))
     return np.concatenate(blocks, axis=1)
 
   def _out_of_fold(self, c: ColumnStats, ids: np.ndarray, fold: np.ndarray) -> np.ndarray:
@@ -150,12 +163,15 @@ class StatsFitter:
   """Accumulates, per categorical column, each value's rows and positives in each fold of the
   training rows, chunk by chunk."""
 
-  def __init__(self, columns: list[str], seed: int):
+  def __init__(self, columns: list[str], seed: int, numeric: list[str] = ()):
     self.columns, self.seed = list(columns), int(seed)
     self.counts = [None for _ in self.columns]  # DataFrame: value -> rows_f, pos_f
     self.rows = self.positives = 0
+    # `numeric`: the numeric features to measure against each value's usual ones.
+    self.usual = category_usual.UsualFitter(columns, list(numeric)) if len(numeric) else None
 
-  def update(self, index: np.ndarray, categorical: list[np.ndarray], labels: np.ndarray) -> None:
+  def update(self, index: np.ndarray, categorical: list[np.ndarray], labels: np.ndarray,
+             numeric: np.ndarray | None = None) -> None:
     labels = np.asarray(labels, np.int64)
     self.rows += len(labels)
     self.positives += int(labels.sum())
@@ -167,6 +183,8 @@ class StatsFitter:
           [["size", "sum"], range(FOLDS)]), fill_value=0)
       self.counts[i] = grouped if self.counts[i] is None else self.counts[i].add(
           grouped, fill_value=0)
+    if self.usual:
+      self.usual.update(categorical, numeric)
 
   def finish(self, chosen: list[str], clip: float) -> CategoryStats | None:
     """The statistics of the `chosen` columns, scaled over the training rows; None if none."""
@@ -187,7 +205,9 @@ class StatsFitter:
                       positives=counts["sum"].to_numpy().tolist())
       c.mean, c.scale = _training_moments(c, prior, int(self.rows))
       out.append(c)
-    return CategoryStats(prior=prior, seed=self.seed, clip=float(clip), columns=out)
+    usual = self.usual.finish({c.column: c.values for c in out}, clip) if self.usual else None
+    return CategoryStats(prior=prior, seed=self.seed, clip=float(clip), columns=out,
+                         usual=usual)
 
 
 def _training_moments(c: ColumnStats, prior: float, n_train: int) -> tuple[list, list]:
@@ -218,14 +238,17 @@ def choose(columns: list[str], distinct: list[int], mode: str, max_categories: i
   return [c for c, n in zip(columns, distinct) if n > max_categories]
 
 
-def tf_features(stats: CategoryStats, raw: dict, tables: list):
-  """The TensorFlow twin of `encode` for served rows (no fold): [batch, 2 * columns]."""
+def tf_features(stats: CategoryStats, raw: dict, tables: list, numeric=None):
+  """The TensorFlow twin of `encode` for served rows (no fold): [batch, len(names())];
+  `numeric` the rows' cleaned numeric features, float64 with NaN gaps."""
   import tensorflow as tf
-  blocks = []
+  blocks, ids = [], []
   for i, (c, table) in enumerate(zip(stats.columns, tables)):
-    ids = table.lookup(tf.reshape(raw[c.column], [-1]))
-    ids = tf.where(ids < 0, tf.constant(len(c.values), tf.int64), ids)
-    blocks.append(tf.gather(tf.constant(stats.table(i)), ids))
+    column_ids = table.lookup(tf.reshape(raw[c.column], [-1]))
+    ids.append(tf.where(column_ids < 0, tf.constant(len(c.values), tf.int64), column_ids))
+    blocks.append(tf.gather(tf.constant(stats.table(i)), ids[-1]))
+  if stats.usual:
+    blocks.append(stats.usual.tf_features(ids, numeric))
   return tf.concat(blocks, axis=1)
 
 

@@ -80,7 +80,9 @@ class Fitter:
     self._sample = np.zeros((0, len(pre.numeric_features)))
     self._salt = splitmix64(np.full(1, config.seed + 0x5EED, np.uint64))
     self.counts = [collections.Counter() for _ in pre.categorical_columns]
-    self.stats = category_stats.StatsFitter(pre.categorical_columns, config.seed)
+    self.stats = category_stats.StatsFitter(
+        pre.categorical_columns, config.seed,
+        pre.numeric_features if config.category_deviations else ())
 
   def update(self, index: np.ndarray, numeric: np.ndarray, categorical: list[np.ndarray],
              labels: np.ndarray) -> None:
@@ -109,7 +111,7 @@ class Fitter:
                         f"--id_columns={name} if it is an identifier, or raise "
                         "--max_distinct_values")
     if self.config.category_stats != "off" and self.pre.categorical_columns:
-      self.stats.update(index, categorical, labels)
+      self.stats.update(index, categorical, labels, numeric)
 
   def _vocabulary(self, counter: collections.Counter) -> list[str]:
     """The most frequent values (ties by value) seen at least min_category_count times, capped

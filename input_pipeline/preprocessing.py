@@ -140,7 +140,7 @@ class Preprocessor:
       blocks.append(np.eye(len(vocabulary) + 2, dtype=np.float32)[ids])
     if self.stats:
       strings = dict(zip(self.categorical_columns, categorical))
-      blocks.append(self.category_stats.encode(strings, index, in_train))
+      blocks.append(self.category_stats.encode(strings, index, in_train, cleaned))
     return np.concatenate([b.astype(np.float32) for b in blocks], axis=1)
 
   def __call__(self, frame: pd.DataFrame) -> np.ndarray:
@@ -168,7 +168,7 @@ class Preprocessor:
     Returns float32 [batch, len(feature_names)], equal to `__call__` on the same rows.
     """
     import tensorflow as tf
-    blocks = []
+    blocks, cleaned = [], None
     if self.numeric_features:
       columns = {n: tf.cast(raw[n], tf.float64) for n in self.served_numeric}
       self._tf_refuse(columns)
@@ -177,9 +177,9 @@ class Preprocessor:
       if self.time_features:
         derived = time_features.derive_tf(raw[self.time_column])
         columns.update({n: derived[:, i] for i, n in enumerate(self.time_features)})
-      x = tf.stack([columns[n] for n in self.numeric_features], axis=1)
-      gaps = tf.math.is_nan(x)
-      x = tf.where(gaps, tf.constant(self.medians, tf.float64), x)
+      cleaned = tf.stack([columns[n] for n in self.numeric_features], axis=1)
+      gaps = tf.math.is_nan(cleaned)
+      x = tf.where(gaps, tf.constant(self.medians, tf.float64), cleaned)
       z = (x - tf.constant(self.mean, tf.float64)) / tf.constant(self.scale, tf.float64)
       blocks.append(tf.cast(tf.clip_by_value(z, -self.clip, self.clip), tf.float32))
       if self.missing_indicators:
@@ -195,7 +195,7 @@ class Preprocessor:
       other = 1.0 - gap - tf.reduce_sum(hits, axis=1, keepdims=True)
       blocks.append(tf.concat([other, gap, hits], axis=1))
     if self.stats:
-      blocks.append(category_stats.tf_features(self.category_stats, raw, tables))
+      blocks.append(category_stats.tf_features(self.category_stats, raw, tables, cleaned))
     return tf.concat(blocks, axis=1)
 
   def _tf_refuse(self, columns: dict) -> None:

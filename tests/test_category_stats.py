@@ -12,7 +12,7 @@ import pytest
 
 from engine import evaluation, export
 from engine.config import Config
-from input_pipeline import category_stats, layout, preprocessing
+from input_pipeline import category_stats, category_usual, layout, preprocessing
 from tests.builders import build_model
 from tests.conftest import read_json, run_main
 from tests.transactions import merchants
@@ -44,13 +44,19 @@ def _tiny():
 def test_auto_adds_the_features_to_the_high_cardinality_column_only(splits):
   pre = splits.preprocessor
   assert [c["column"] for c in pre.stats["columns"]] == ["merchant_id"]  # not channel
-  assert pre.feature_names[-2:] == ["merchant_id log count", "merchant_id fraud rate"]
+  usual = [f"merchant_id vs usual {f}" for f in pre.numeric_features]
+  assert "amount" in pre.numeric_features
+  assert pre.feature_names[-2 - len(usual):] == [
+      "merchant_id log count", "merchant_id fraud rate", *usual]
   lay = layout.from_preprocessor(pre)
-  assert set(lay.numeric) >= {lay.num_features - 2, lay.num_features - 1}
+  assert set(lay.numeric) >= set(range(lay.num_features - 2 - len(usual), lay.num_features))
   off = preprocessing.split_and_encode(merchants(ROWS, seed=0),
                                        CONFIG.replace(category_stats="off"))
   assert off.preprocessor.stats is None
-  assert off.num_features == splits.num_features - 2
+  assert off.num_features == splits.num_features - 2 - len(usual)
+  plain = preprocessing.split_and_encode(merchants(ROWS, seed=0),
+                                         CONFIG.replace(category_deviations=False))
+  assert plain.num_features == splits.num_features - len(usual)
 
 
 def test_the_features_are_the_smoothed_counts_standardised_over_training_rows():
@@ -102,7 +108,7 @@ def test_a_training_row_does_not_see_its_own_label():
 def test_the_rate_tells_risky_merchants_apart_on_unseen_rows(frame, splits):
   """On the validation rows (no statistic fitted on them) the rate feature alone ranks fraud
   well above chance, and better than the one-hot block's out-of-vocabulary bucket can."""
-  rate = splits.x_val[:, -1]
+  rate = splits.x_val[:, splits.preprocessor.feature_names.index("merchant_id fraud rate")]
   auc, _ = evaluation.roc_auc_and_average_precision(splits.y_val, rate)
   assert auc > 0.65, auc
 
@@ -121,9 +127,13 @@ def test_the_export_reads_the_features_as_training_does(frame, splits, tmp_path)
                              export_dir=str(tmp_path / "export"))
   served, _ = export.ExportedModel(path).score(raw.sample(frac=1.0, axis=1, random_state=0))
   np.testing.assert_allclose(served, in_process, rtol=0, atol=1e-6)
-  assert len(np.unique(features[:, -1])) > 50  # many merchants' own rates
+  names = splits.preprocessor.feature_names
+  count, rate, deviation = (names.index(f"merchant_id {n}")
+                            for n in ("log count", "fraud rate", "vs usual amount"))
+  assert len(np.unique(features[:, rate])) > 50  # many merchants' own rates
   unseen = category_stats.CategoryStats.from_dict(splits.preprocessor.stats).table(0)[-1]
-  np.testing.assert_allclose(features[0, -2:], unseen)
+  np.testing.assert_allclose(features[0, [count, rate]], unseen)
+  assert len(np.unique(features[:, deviation])) > 100
 
 
 def test_prepared_statistics_equal_the_in_memory_ones(frame, tmp_path):
@@ -140,3 +150,28 @@ def test_prepared_statistics_equal_the_in_memory_ones(frame, tmp_path):
   assert streamed["stats"]["columns"][0]["rows"] == in_memory.stats["columns"][0]["rows"]
   np.testing.assert_allclose(streamed["stats"]["columns"][0]["mean"],
                              in_memory.stats["columns"][0]["mean"], rtol=1e-12)
+  for key in ("sums", "counts", "mean", "scale"):
+    np.testing.assert_allclose(np.asarray(streamed["stats"]["usual"][key], np.float64),
+                               np.asarray(in_memory.stats["usual"][key], np.float64),
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_a_row_is_measured_against_its_values_usual_one_without_itself():
+  """Three rows of merchant a (amounts 1, 10, 100) and one of b: a training row's usual amount
+  leaves the row out; a served row of a counts all three; an unseen value reads the mean."""
+  fitter = category_stats.StatsFitter(["m"], seed=0, numeric=["amount"])
+  m = np.array(["a", "a", "a", "b"], object)
+  amount = np.array([[1.0], [10.0], [100.0], [np.nan]])
+  fitter.update(np.arange(4), [m], np.array([0, 0, 1, 0]), amount)
+  stats = fitter.finish(["m"], clip=5.0)
+  assert stats.names()[-1] == "m vs usual amount"
+  s = np.log1p(amount[:3, 0])
+  mean, sd = s.mean(), s.std()
+  prior = category_usual.PRIOR_ROWS
+  loo = [(s.sum() - v + prior * mean) / (2 + prior) for v in s]
+  got = stats.encode({"m": m}, np.arange(4), np.ones(4, bool), amount)[:, -1]
+  np.testing.assert_allclose(got[:3], (s - loo) / sd, rtol=1e-6)
+  assert got[3] == 0.0  # a gap
+  served = stats.encode({"m": np.array(["a", "zz"], object)}, cleaned=np.array([[50.0], [50.0]]))
+  usual_a = (s.sum() + prior * mean) / (3 + prior)
+  np.testing.assert_allclose(served[:, -1], (np.log1p(50.0) - [usual_a, mean]) / sd, rtol=1e-6)

@@ -167,6 +167,9 @@ def test_cli_rejects_unknown_names():
     quality.parse_args(["--peers=xgboost,randomforest"])
   with pytest.raises(SystemExit):
     quality.parse_args(["--config", "no-equals-sign"])
+  with pytest.raises(SystemExit):
+    quality.parse_args(["--defaults=headline,fastest"])
+  assert quality.parse_args(["--defaults="]).defaults == ""
   args = quality.parse_args(["--config", "wide=--hidden_units=256,256 --ensemble=8"])
   assert args.config == ["wide=--hidden_units=256,256 --ensemble=8"]
 

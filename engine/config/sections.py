@@ -68,6 +68,10 @@ class DataConfig:
                                "(input_pipeline/category_stats.py). auto: for the columns "
                                "with more distinct values than --max_categories.",
                                choices=("auto", "on", "off"), compat=True)
+  category_deviations: bool = option(True, "With the category statistics: also compare each "
+                                     "numeric feature with the category value's usual one "
+                                     "(input_pipeline/category_usual.py), e.g. an amount "
+                                     "with the merchant's usual ticket.", compat=True)
   min_category_count: int = option(10, "Training rows a category needs to get its own bucket.",
                                    compat=True)
   max_distinct_values: int = option(1_000_000, "Refuse a categorical column with more distinct "
