@@ -105,8 +105,9 @@ def main():
         # The MLP against the Keras tutorial's MLP (before the tabm default, the only family).
         family = ["--model=mlp"] if name == "engine" else []
         cmd = [sys.executable, os.path.join(roots[name], "main.py"), *family,
-               "--strategy=oversample", f"--data_path={args.data_path}", f"--model_dir={model_dir}", "--fresh",
-               f"--seed={args.seed}", *args.engine_flags.split()]
+               "--strategy=oversample", f"--data_path={args.data_path}",
+               f"--model_dir={model_dir}", "--fresh", f"--seed={args.seed}",
+               *args.engine_flags.split()]
       else:
         out = os.path.join(workdir, f"keras-{r}.json")
         cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "keras_recipe.py"),

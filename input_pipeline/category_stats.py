@@ -167,7 +167,7 @@ class StatsFitter:
     self.columns, self.seed = list(columns), int(seed)
     self.counts = [None for _ in self.columns]  # DataFrame: value -> rows_f, pos_f
     self.rows = self.positives = 0
-    # `numeric`: the numeric features to measure against each value's usual ones.
+    # `numeric`: the numeric features to compare with each value's usual ones.
     self.usual = category_usual.UsualFitter(columns, list(numeric)) if len(numeric) else None
 
   def update(self, index: np.ndarray, categorical: list[np.ndarray], labels: np.ndarray,
@@ -176,15 +176,16 @@ class StatsFitter:
     self.rows += len(labels)
     self.positives += int(labels.sum())
     fold = folds(index, self.seed)
-    for i, values in enumerate(categorical):
-      frame = pd.DataFrame({"v": values.astype(str), "f": fold, "y": labels})
+    strings = [values.astype(str) for values in categorical]  # once, for both fits
+    for i, values in enumerate(strings):
+      frame = pd.DataFrame({"v": values, "f": fold, "y": labels})
       grouped = frame.groupby(["v", "f"]).y.agg(["size", "sum"]).unstack("f", fill_value=0)
       grouped = grouped.reindex(columns=pd.MultiIndex.from_product(
           [["size", "sum"], range(FOLDS)]), fill_value=0)
       self.counts[i] = grouped if self.counts[i] is None else self.counts[i].add(
           grouped, fill_value=0)
     if self.usual:
-      self.usual.update(categorical, numeric)
+      self.usual.update(strings, numeric)
 
   def finish(self, chosen: list[str], clip: float) -> CategoryStats | None:
     """The statistics of the `chosen` columns, scaled over the training rows; None if none."""

@@ -64,9 +64,12 @@ class Usual:
     return [tuple(np.vstack([np.asarray(a, np.float64).reshape(-1, width), np.zeros(width)])
                   for a in pair) for pair in zip(self.sums, self.counts)]
 
+  def usual(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The smoothed mean of s from a value's sums and counts (no rows: the overall mean)."""
+    return (sums + PRIOR_ROWS * np.asarray(self.mean)) / (counts + PRIOR_ROWS)
+
   def _deviation(self, s, sums, counts):
-    usual = (sums + PRIOR_ROWS * np.asarray(self.mean)) / (counts + PRIOR_ROWS)
-    z = (s - usual) / np.asarray(self.scale)
+    z = (s - self.usual(sums, counts)) / np.asarray(self.scale)
     return np.clip(np.where(np.isnan(z), 0.0, z), -self.clip, self.clip)
 
   def encode(self, ids: list[np.ndarray], cleaned: np.ndarray,
@@ -93,9 +96,8 @@ class Usual:
     s = signed_log(x)
     blocks = []
     for (sums, counts), column_ids in zip(self.arrays, ids):
-      usual = (sums + PRIOR_ROWS * np.asarray(self.mean)) / (counts + PRIOR_ROWS)
-      z = (s - tf.gather(tf.constant(usual, tf.float64), column_ids)) / tf.constant(
-          self.scale, tf.float64)
+      usual = tf.constant(self.usual(sums, counts), tf.float64)
+      z = (s - tf.gather(usual, column_ids)) / tf.constant(self.scale, tf.float64)
       z = tf.where(tf.math.is_nan(z), tf.zeros_like(z), z)
       blocks.append(tf.cast(tf.clip_by_value(z, -self.clip, self.clip), tf.float32))
     return tf.concat(blocks, axis=1)
@@ -110,13 +112,14 @@ class UsualFitter:
     self.sums = [None for _ in self.columns]  # DataFrame: value -> sum_j, count_j
     self.total = np.zeros((3, len(self.features)))  # count, sum, sum of squares of s
 
-  def update(self, categorical: list[np.ndarray], numeric: np.ndarray) -> None:
+  def update(self, strings: list[np.ndarray], numeric: np.ndarray) -> None:
+    """`strings`: each categorical column's values as str; `numeric`: the cleaned features."""
     s = signed_log(np.asarray(numeric, np.float64))
     present = ~np.isnan(s)
     self.total += [present.sum(axis=0), np.nansum(s, axis=0), np.nansum(s * s, axis=0)]
     frame = pd.DataFrame(s, columns=range(len(self.features)))
-    for i, values in enumerate(categorical):
-      grouped = frame.groupby(values.astype(str)).agg(["sum", "count"])
+    for i, values in enumerate(strings):
+      grouped = frame.groupby(values).agg(["sum", "count"])
       self.sums[i] = grouped if self.sums[i] is None else self.sums[i].add(grouped,
                                                                            fill_value=0)
 
