@@ -142,7 +142,8 @@ def assign_roles(frame: pd.DataFrame, config) -> Roles:
     if column not in frame.columns:
       raise DataError(f"column '{column}' named by {flag} not found; the columns are: "
                       f"{_shown_columns(frame)}")
-  taken = {config.label_column, config.time_column, *config.id_columns}
+  time = config.time_column or _creditcard_time(frame, config)
+  taken = {config.label_column, time, *config.id_columns}
   numeric, categorical = [], []
   for name in map(str, frame.columns):
     if name in taken:
@@ -165,8 +166,20 @@ def assign_roles(frame: pd.DataFrame, config) -> Roles:
     raise DataError("no feature columns are left once the label, ID and time columns are set "
                     "aside")
   return Roles(label=config.label_column, numeric=tuple(numeric),
-               categorical=tuple(categorical), ids=tuple(config.id_columns),
-               time=config.time_column)
+               categorical=tuple(categorical), ids=tuple(config.id_columns), time=time)
+
+
+def _creditcard_time(frame: pd.DataFrame, config) -> str | None:
+  """`Time` on the credit-card set itself (a table of exactly its columns), unless the config
+  gives `Time` another role or turns the cleaning or the time features off: its seconds then
+  give the hour of day as a feature (fraud there follows the clock) instead of being dropped."""
+  from input_pipeline import sources
+  given = {*config.categorical_columns, *config.id_columns}
+  if (config.creditcard_cleaning == "off" or not config.time_features or "Time" in given or
+      config.label_column != "Class" or
+      set(map(str, frame.columns)) != set(sources.CREDITCARD_COLUMNS)):
+    return None
+  return "Time"
 
 
 _TRUE = {"1", "1.0", "true", "yes"}

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from engine.config import Config
-from input_pipeline import columns, preprocessing
+from input_pipeline import columns, preprocessing, time_features
 from input_pipeline.errors import DataError
 from tests.conftest import small_frame
 
@@ -100,21 +100,24 @@ def test_prepare_cleans_scales_on_train_only_and_clips():
   frame.loc[0, "V5"] = 1e6  # an outlier that clipping must bound
   splits = preprocessing.split_and_encode(frame, Config(dataset="synthetic"))
   pre = splits.preprocessor
-  assert pre.drop_time and pre.log_amount
-  assert "Time" not in pre.feature_names and pre.feature_names[-1] == "Log Amount"
-  assert splits.num_features == 29
+  # On the credit-card set itself `Time` is the time column: its hour becomes four features.
+  assert pre.time_column == "Time" and not pre.drop_time and pre.log_amount
+  assert "Time" not in pre.numeric_columns and "Log Amount" in pre.feature_names
+  assert pre.feature_names[-4:] == [f"Time {n}" for n in time_features.NAMES]
+  assert splits.num_features == 33
   assert np.allclose(splits.x_train.mean(axis=0), 0.0, atol=0.05)
   for x in (splits.x_train, splits.x_val, splits.x_test):
     assert x.dtype == np.float32 and np.abs(x).max() <= 5.0
   # The scaler saw the training rows only: its mean is the training rows' mean, not all rows'.
-  cleaned = pre.clean(frame[pre.numeric_columns].to_numpy())
+  times = frame["Time"].to_numpy(np.float64)
+  cleaned = pre.clean(frame[pre.numeric_columns].to_numpy(), times)
   train, _, _ = preprocessing.stratified_split(frame["Class"].to_numpy(), validation_fraction=0.16,
                                                test_fraction=0.2, seed=0)
   assert np.allclose(pre.mean, cleaned[train].mean(axis=0))
   assert not np.allclose(pre.mean, cleaned.mean(axis=0))
   # The Amount transform is log(Amount + 0.001).
   amount = frame["Amount"].to_numpy()
-  log_amount = pre.clean(frame[pre.numeric_columns].to_numpy())[:, -1]
+  log_amount = cleaned[:, pre.numeric_features.index("Log Amount")]
   assert np.allclose(log_amount, np.log(amount + 0.001))
 
 
@@ -187,9 +190,31 @@ def test_the_credit_card_cleaning_runs_on_the_set_itself_or_where_asked(caplog, 
   config = Config(creditcard_cleaning=cleaning)
   with caplog.at_level(logging.INFO):
     pre = preprocessing.split_and_encode(frame, config).preprocessor
-  assert (pre.drop_time, pre.log_amount) == (cleaned, cleaned)
-  assert ("Time" in pre.raw_columns) == (not cleaned)  # the export asks for what it uses
+  # On the set itself `Time` becomes the time column (the hour a feature); asked for on
+  # another table, the cleaning drops it.
+  own_set = cleaned and cleaning == "auto"
+  assert pre.log_amount == cleaned
+  assert pre.time_column == ("Time" if own_set else None)
+  assert pre.drop_time == (cleaned and not own_set)
+  assert ("Time" in pre.numeric_features) == (not cleaned)
+  assert ("Time" in pre.raw_columns) == (not cleaned or own_set)  # the export asks for what it uses
   assert ("Log Amount" in pre.numeric_features) == cleaned
   assert ("Credit-card cleaning" in caplog.text) == cleaned
   x = pre(frame)  # the numpy serving path takes the same columns
   assert x.shape == (len(frame), len(pre.feature_names))
+
+
+@pytest.mark.parametrize("fields,time_role", [
+    ({}, True),                              # the set itself: Time gives the hour of day
+    ({"time_features": False}, False),       # no time features: Time is dropped, as before
+    ({"creditcard_cleaning": "off"}, False),  # no cleaning: Time is an ordinary feature
+    ({"id_columns": ("Time",)}, False),      # a role the user gave wins
+])
+def test_the_credit_card_sets_time_column_is_its_time_unless_told_otherwise(fields, time_role):
+  frame = small_frame(rows=600, positives=20)
+  pre = preprocessing.split_and_encode(frame, Config(**fields)).preprocessor
+  assert (pre.time_column == "Time") == time_role
+  assert ("Time hour_sin" in pre.feature_names) == time_role
+  if time_role:  # the serving path derives the same hour features from the raw Time column
+    rows = {c: tf.constant(frame[c].to_numpy(np.float64)) for c in pre.raw_columns}
+    np.testing.assert_allclose(pre.tf_call(rows).numpy(), pre(frame), rtol=0, atol=1e-6)

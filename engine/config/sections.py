@@ -57,7 +57,9 @@ class DataConfig:
                       "the last --test_fraction of the rows in time is test and the "
                       "--validation_fraction before it validation.", choices=SPLIT_METHODS,
                       compat=True)
-  creditcard_cleaning: str = option("auto", "Drop `Time` and replace `Amount` by log(Amount + "
+  creditcard_cleaning: str = option("auto", "Take `Time` out of the features (on the set "
+                                    "itself with --time_features: as its time column, for the "
+                                    "hour of day) and replace `Amount` by log(Amount + "
                                     "0.001). auto: on the credit-card set itself (a table of "
                                     "exactly its columns); on: wherever those columns are "
                                     "features; off: never.", choices=CLEANINGS, compat=True)
