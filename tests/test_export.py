@@ -50,8 +50,10 @@ def test_serving_json_names_columns_and_threshold(exported):
   frame, _, threshold, path, _ = exported
   with open(os.path.join(path, export.SERVING_JSON)) as f:
     info = json.load(f)
-  # Exactly the columns the model uses: the credit-card cleaning drops Time.
-  assert info["raw_columns"] == [c for c in frame.columns if c not in ("Class", "Time")]
+  # Exactly the columns the model uses: on the credit-card set Time is read as the time column
+  # (for the hour features), after the numeric features.
+  assert info["raw_columns"] == [c for c in frame.columns if c not in ("Class", "Time")] + ["Time"]
+  assert info["time_column"] == "Time"
   assert info["threshold"] == {"value": threshold, "target_recall": 0.9}
   assert not os.path.exists(path + ".tmp")
 

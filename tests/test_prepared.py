@@ -20,6 +20,11 @@ def _config(path, **kw) -> Config:
   return Config(data_path=str(path), **{"prepare_chunk_rows": 700, "prepare_shards": 4, **kw})
 
 
+# The credit-card set's features: V1-V28, Log Amount, and the four hour and weekday features of
+# its Time column.
+FEATURES = 33
+
+
 @pytest.fixture
 def prepared_dir(tmp_path):
   frame = small_frame(rows=3000, positives=90, seed=2)
@@ -35,7 +40,7 @@ def _records(directory: str, names: list[str]) -> list[bytes]:
 
 
 def _decode(directory: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-  x, y = prepared.decode_blocks(tf.constant(_records(directory, names)), 29)
+  x, y = prepared.decode_blocks(tf.constant(_records(directory, names)), FEATURES)
   return x.numpy(), y.numpy()
 
 
@@ -101,7 +106,7 @@ def test_prepared_features_equal_the_in_memory_preprocessing(prepared_dir):
   rows = columns.read_rows(frame, roles, drop_invalid_rows=False)
   labels = rows.labels
   pre = preprocessing.unfitted_preprocessor(roles, Config())
-  cleaned = pre.clean(rows.numeric)
+  cleaned = pre.clean(rows.numeric, rows.times)
   split = prepare.assign_splits(np.arange(len(frame)), seed=0, validation_fraction=0.16,
                                  test_fraction=0.2)
   np.testing.assert_allclose(meta["preprocessing"]["mean"], cleaned[split == 0].mean(axis=0),
@@ -124,7 +129,7 @@ def test_prepared_features_equal_the_in_memory_preprocessing(prepared_dir):
   assert set(y1.tolist()) == {1}
   # Every record is a full block but the last of its shard; the shards hold their counted rows.
   for name, count in zip(meta["files"]["train"]["0"], meta["shard_counts"]["train"]["0"]):
-    sizes = [len(prepared.decode_blocks(tf.constant([r]), 29)[1])
+    sizes = [len(prepared.decode_blocks(tf.constant([r]), FEATURES)[1])
              for r in _records(out, [name])]
     assert sizes == [prepared.BLOCK_ROWS] * (count // prepared.BLOCK_ROWS) + (
         [count % prepared.BLOCK_ROWS] if count % prepared.BLOCK_ROWS else [])
@@ -181,7 +186,7 @@ def test_oversampled_stream_is_balanced_static_and_resumable(prepared_dir, monke
   data = prepared.PreparedData.open(out)
   kw = dict(strategy="oversample", batch_size=128, chunk=16, seed=3)
   ds = data.train_dataset(spec(**kw))
-  assert [s.shape.as_list() for s in ds.element_spec] == [[128, 29], [128]]
+  assert [s.shape.as_list() for s in ds.element_spec] == [[128, FEATURES], [128]]
   batches = [(x.numpy(), y.numpy()) for x, y in ds.take(40)]
   # Each batch is 8 single-class chunks, each positive with probability 1/2: bound the share by
   # the number of chunk draws (4 standard deviations), as the in-memory test does. Enough draws
@@ -195,7 +200,7 @@ def test_oversampled_stream_is_balanced_static_and_resumable(prepared_dir, monke
   assert np.all(chunks.min(axis=2) == chunks.max(axis=2))
   block_of = {}
   for i, record in enumerate(_records(out, data.metadata["files"]["train"]["0"])):
-    for row in prepared.decode_blocks(tf.constant([record]), 29)[0].numpy():
+    for row in prepared.decode_blocks(tf.constant([record]), FEATURES)[0].numpy():
       block_of[row.tobytes()] = i
   blocks_per_chunk = [len({block_of[r.tobytes()] for r in x[c * 16:(c + 1) * 16]})
                       for x, y in batches for c in range(8) if y[c * 16] == 0]
@@ -210,12 +215,12 @@ def test_an_ensembles_oversampled_stream_deals_chunks_to_its_members(prepared_di
   _, _, out = prepared_dir
   data = prepared.PreparedData.open(out)
   ds = data.train_dataset(spec(strategy="oversample", batch_size=3 * 64, chunk=16, seed=3, members=3))
-  assert [s.shape.as_list() for s in ds.element_spec] == [[192, 29], [192]]
+  assert [s.shape.as_list() for s in ds.element_spec] == [[192, FEATURES], [192]]
   for x, y in ds.take(20).as_numpy_iterator():
     chunks = y.reshape(3, 4, 16)
     assert np.all(chunks.min(axis=2) == chunks.max(axis=2))
     assert np.all(chunks[:, :, 0] == chunks[:1, :, 0])
-    rows = x.reshape(3, 64, 29)
+    rows = x.reshape(3, 64, FEATURES)
     assert not np.array_equal(rows[0], rows[1])
 
 
