@@ -24,7 +24,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from input_pipeline import readers
+from input_pipeline import readers, sources
 from input_pipeline.errors import DataError
 
 # Larger finite values are refused: their squares (about 1e200 and up, summed over the rows)
@@ -173,11 +173,10 @@ def _creditcard_time(frame: pd.DataFrame, config) -> str | None:
   """`Time` on the credit-card set itself (a table of exactly its columns), unless the config
   gives `Time` another role or turns the cleaning or the time features off: its seconds then
   give the hour of day as a feature (fraud there follows the clock) instead of being dropped."""
-  from input_pipeline import sources
   given = {*config.categorical_columns, *config.id_columns}
   if (config.creditcard_cleaning == "off" or not config.time_features or "Time" in given or
       config.label_column != "Class" or
-      set(map(str, frame.columns)) != set(sources.CREDITCARD_COLUMNS)):
+      not sources.is_creditcard_table(frame.columns)):
     return None
   return "Time"
 

