@@ -11,7 +11,9 @@ random split (64/16/20), one split per seed; `creditcard_time`, the same set spl
 training); `transactions` and `merchants`, two generated tables of different shapes
 (tests/transactions.py), split by time, whose generators also give each row's true fraud
 probability: the oracle, whose test AP is reported beside the contenders'. The true probability
-never reaches the engine: it is not in the CSV main.py reads.
+never reaches the engine: it is not in the CSV main.py reads. On `merchants`, whose oracle knows
+each merchant's risk, the ceiling (benchmarks/ceiling.py: the best probability learnable from
+a split's training and validation rows) is reported too.
 
 Contenders, per table and seed, on the same rows of each split:
   - the engine: each configuration is `python main.py <table flags> <its flags> --seed=S` in a
@@ -241,6 +243,8 @@ def run_table(table: tables.Table, args, engine: dict[str, list[str]], peers: li
     entry = {"seed": seed, "test_rows": int(len(y)), "test_positives": int(y.sum())}
     if table.true_probability is not None:
       entry["oracle"] = metrics(y, table.true_probability[split.test_positions()])
+    if table.ceiling is not None:
+      entry["ceiling"] = metrics(y, table.ceiling(split))
     report["seeds"].append(entry)
     test_csv = os.path.join(args.workdir, f"{table.name}-test-{seed}.csv")
     if engine:
@@ -256,9 +260,10 @@ def run_table(table: tables.Table, args, engine: dict[str, list[str]], peers: li
   for c in report["contenders"].values():
     c["mean"] = {k: float(np.mean([r[k] for r in c["runs"]]))
                  for k in (*METRICS, "wall_seconds")}
-  if table.true_probability is not None:
-    report["oracle_mean"] = {k: float(np.mean([e["oracle"][k] for e in report["seeds"]]))
-                             for k in METRICS}
+  for bound in ("oracle", "ceiling"):
+    if bound in report["seeds"][0]:
+      report[f"{bound}_mean"] = {k: float(np.mean([e[bound][k] for e in report["seeds"]]))
+                                 for k in METRICS}
   peer_means = {n: report["contenders"][n]["mean"]["ap"] for n in peers}
   if engine and peers:
     best = max(peer_means, key=peer_means.get)
@@ -284,6 +289,11 @@ def markdown(report: dict) -> str:
     if "oracle_mean" in t:
       o = t["oracle_mean"]
       lines += [f"Oracle (the true fraud probability): test AP {o['ap']:.4f}, ROC-AUC "
+                f"{o['roc_auc']:.4f}, recall at 1% FPR {o['recall_at_fpr_0.01']:.4f}", ""]
+    if "ceiling_mean" in t:
+      o = t["ceiling_mean"]
+      lines += [f"Ceiling (the best probability learnable from the training and validation "
+                f"rows, benchmarks/ceiling.py): test AP {o['ap']:.4f}, ROC-AUC "
                 f"{o['roc_auc']:.4f}, recall at 1% FPR {o['recall_at_fpr_0.01']:.4f}", ""]
     lines += ["| contender | test AP | AP per seed | ROC-AUC | recall at 1% FPR | wall s |",
               "|---|---:|---|---:|---:|---:|"]

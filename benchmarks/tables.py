@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,13 +26,15 @@ class Table:
   """A table as main.py reads it.
 
   `fields` are engine.Config fields (and main.py flags of the same names); `true_probability`
-  is aligned with the CSV's rows, None for a real table.
+  is aligned with the CSV's rows, None for a real table; `ceiling` gives a split's test rows
+  the best probability learnable from its other rows, where the table has one.
   """
 
   name: str
   path: str
   fields: dict
   true_probability: np.ndarray | None = None
+  ceiling: Callable[["Split"], np.ndarray] | None = None
 
   def flags(self) -> list[str]:
     """main.py flags for `fields`: tuples comma-joined."""
@@ -58,9 +61,9 @@ def make(name: str, workdir: str, *, creditcard: str | None = None,
          rows: int = GENERATED_ROWS, seed: int = 0) -> Table:
   """The table `name` (one of NAMES); generated tables are written as CSV into `workdir`.
 
-  Both credit-card tables name `Time` as the time column: under the random split that only keeps
-  it out of the features, as the engine's cleaning drops it anyway, and it lets a configuration
-  derive time features from it on every table.
+  Both credit-card tables name `Time` as the time column, as main.py does by default on that
+  set: its hour of day and day of week become features. A generated table's `ceiling`, where
+  there is one, is benchmarks/ceiling.py's: the best probability learnable from a split's rows.
 
   Raises:
     ValueError: an unknown name.
@@ -75,6 +78,11 @@ def make(name: str, workdir: str, *, creditcard: str | None = None,
   from tests import transactions as generators
   frame = generators.GENERATORS[name](rows, seed, true_probability=True)
   probability = frame.pop(generators.TRUE_PROBABILITY).to_numpy()
+  ceiling_of = None
+  if generators.TRUE_MERCHANT_RISK in frame:
+    from benchmarks import ceiling
+    risk = frame.pop(generators.TRUE_MERCHANT_RISK).to_numpy()
+    ceiling_of = ceiling.merchants_ceiling(frame, probability, risk)
   path = os.path.join(workdir, f"{name}.csv")
   frame.to_csv(path, index=False)
   fields = {"label_column": "is_fraud", "id_columns": ("transaction_id",),
@@ -82,7 +90,7 @@ def make(name: str, workdir: str, *, creditcard: str | None = None,
             "split": "time"}
   if name == "transactions":
     fields["categorical_columns"] = ("mcc",)  # An integer-coded category (README).
-  return Table(name, path, fields, probability)
+  return Table(name, path, fields, probability, ceiling_of)
 
 
 @dataclasses.dataclass

@@ -79,8 +79,11 @@ def test_generated_tables(name):
   make = generators.GENERATORS[name]
   with_p = make(3_000, 0, true_probability=True)
   plain = make(3_000, 0)
-  # The oracle's column is added after the label, and drawing it changes no other value.
-  assert list(with_p.columns) == list(plain.columns) + [generators.TRUE_PROBABILITY]
+  # The oracle's columns are added after the label, and drawing them changes no other value.
+  hidden = [generators.TRUE_PROBABILITY]
+  if name == "merchants":
+    hidden.append(generators.TRUE_MERCHANT_RISK)
+  assert list(with_p.columns) == list(plain.columns) + hidden
   pd.testing.assert_frame_equal(with_p[plain.columns], plain)
   pd.testing.assert_frame_equal(make(3_000, 0), plain)
   assert not make(3_000, 1).equals(plain)
@@ -114,6 +117,7 @@ def merchant_table(tmp_path_factory):
 def test_make_keeps_the_true_probability_out_of_the_csv(merchant_table):
   frame = pd.read_csv(merchant_table.path)
   assert generators.TRUE_PROBABILITY not in frame.columns
+  assert generators.TRUE_MERCHANT_RISK not in frame.columns
   assert len(merchant_table.true_probability) == len(frame) == 5_000
   assert merchant_table.flags() == [
       f"--data_path={merchant_table.path}", "--label_column=is_fraud",

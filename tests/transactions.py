@@ -21,6 +21,9 @@ COLUMNS = ["transaction_id", "timestamp", "amount", "card_age_days", "distance_k
 # The generators' column of each row's true fraud probability: for benchmarks to score an
 # oracle with, never a feature.
 TRUE_PROBABILITY = "true_probability"
+# The merchants generator's column of each row's merchant risk (its own logit term), beside the
+# true probability: for benchmarks/ceiling.py, never a feature.
+TRUE_MERCHANT_RISK = "true_merchant_risk"
 START = np.datetime64("2024-01-01T00:00:00", "s")
 DAYS = 90
 # ZZ is drawn only in the last 15% of the time range: under a 64/16/20 time split it never
@@ -245,14 +248,17 @@ def merchants(rows: int = 250_000, seed: int = 0, *,
   the amount against the merchant's usual ticket, the channel, the tenure, a gap in amount or
   tenure (each a signal of its own), and large amounts at night (hour 0-5 UTC of `event_time`),
   which are much riskier than either alone. There is no other noise, so `true_probability` is
-  the best any model of these columns can score. The hour is in `event_time` only: a model that
-  does not derive it cannot see the interaction. Deterministic in (rows, seed).
+  the best a model of these columns can score once it knows every merchant's risk; most
+  merchants have too few rows for that, and benchmarks/ceiling.py measures the best score that
+  can be learned from a split's rows. The hour is in `event_time` only: a model that does not
+  derive it cannot see the interaction. Deterministic in (rows, seed).
 
   Args:
     rows: number of transactions, at least 1.
     seed: seed of the random generator.
-    true_probability: also return `true_probability`, each row's fraud probability (after
-      `is_fraud`); the draws are the same with and without it.
+    true_probability: also return `true_probability`, each row's fraud probability, and
+      `true_merchant_risk`, its merchant's term of the logit (after `is_fraud`); the draws are
+      the same with and without them.
 
   Returns:
     A DataFrame with the columns above, one row per transaction.
@@ -316,6 +322,7 @@ def merchants(rows: int = 250_000, seed: int = 0, *,
   }, columns=MERCHANT_COLUMNS)
   if true_probability:
     frame[TRUE_PROBABILITY] = probability
+    frame[TRUE_MERCHANT_RISK] = merchant_risk[merchant]
   return frame
 
 
