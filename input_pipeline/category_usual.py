@@ -7,9 +7,16 @@ feature is added (`--category_deviations`):
 
   `<column> vs usual <feature>`   (s - usual) / sd, clipped, where s = sign(x) log(1 + |x|) of
                                   the row's cleaned value, usual the value's smoothed mean of s
-                                  over the training rows, (sum + PRIOR_ROWS * m) / (n +
-                                  PRIOR_ROWS), m and sd the mean and standard deviation of s
-                                  over all training rows; 0 where the row's value is a gap.
+                                  over the training rows, (sum + k m) / (n + k), m and sd the
+                                  mean and standard deviation of s over all training rows; 0
+                                  where the row's value is a gap.
+
+The pseudo-rows k are fitted per column and feature on the training rows, by empirical Bayes
+(the one-way random-effects model's method of moments): k = w / b, w the variance of s within
+a value and b the variance of the values' true means between values. A column whose values
+differ much (a jeweller's tickets against a cafe's) trusts a value's own few rows; one whose
+values barely differ pulls them to m. k stays in [MIN_PRIOR_ROWS, MAX_PRIOR_ROWS]; an export
+without fitted k (older runs) reads PRIOR_ROWS.
 
 The signed log makes the comparison a ratio for skewed positive columns (amounts) and leaves
 small ones nearly as they are. No label is involved, so nothing leaks; but a training row is
@@ -26,7 +33,10 @@ import functools
 import numpy as np
 import pandas as pd
 
-# Pseudo-rows at the overall mean added to every value's own rows.
+# Pseudo-rows at the overall mean added to every value's own rows: the fitted k's bounds (the
+# lower keeps a value seen once finite when a training row leaves itself out; the upper stands
+# for "no difference between values"), and the k of exports made before k was fitted.
+MIN_PRIOR_ROWS, MAX_PRIOR_ROWS = 1.0, 1e6
 PRIOR_ROWS = 20.0
 
 
@@ -50,6 +60,7 @@ class Usual:
   columns: list[str]
   sums: list[list[list[float]]]     # [column][value][feature]
   counts: list[list[list[int]]]     # [column][value][feature]
+  prior_rows: list[list[float]] | None = None  # [column][feature]: k; None: PRIOR_ROWS
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -64,12 +75,19 @@ class Usual:
     return [tuple(np.vstack([np.asarray(a, np.float64).reshape(-1, width), np.zeros(width)])
                   for a in pair) for pair in zip(self.sums, self.counts)]
 
-  def usual(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The smoothed mean of s from a value's sums and counts (no rows: the overall mean)."""
-    return (sums + PRIOR_ROWS * np.asarray(self.mean)) / (counts + PRIOR_ROWS)
+  def pseudo_rows(self, column: int) -> np.ndarray:
+    """k [features] of the column at position `column`."""
+    if self.prior_rows is None:
+      return np.full(len(self.features), PRIOR_ROWS)
+    return np.asarray(self.prior_rows[column], np.float64)
 
-  def _deviation(self, s, sums, counts):
-    z = (s - self.usual(sums, counts)) / np.asarray(self.scale)
+  def usual(self, sums: np.ndarray, counts: np.ndarray, column: int) -> np.ndarray:
+    """The smoothed mean of s from a value's sums and counts (no rows: the overall mean)."""
+    k = self.pseudo_rows(column)
+    return (sums + k * np.asarray(self.mean)) / (counts + k)
+
+  def _deviation(self, s, sums, counts, column):
+    z = (s - self.usual(sums, counts, column)) / np.asarray(self.scale)
     return np.clip(np.where(np.isnan(z), 0.0, z), -self.clip, self.clip)
 
   def encode(self, ids: list[np.ndarray], cleaned: np.ndarray,
@@ -79,14 +97,14 @@ class Usual:
     NaN gaps; the rows in `in_train` leave themselves out of their value's mean."""
     s = signed_log(np.asarray(cleaned, np.float64))
     blocks = []
-    for (sums, counts), column_ids in zip(self.arrays, ids):
+    for column, ((sums, counts), column_ids) in enumerate(zip(self.arrays, ids)):
       own_sums, own_counts = sums[column_ids], counts[column_ids]
       if in_train is not None and in_train.any():
         present = ~np.isnan(s[in_train])
         seen = (column_ids[in_train] < len(sums) - 1)[:, None] & present
         own_sums[in_train] -= np.where(seen, s[in_train], 0.0)
         own_counts[in_train] -= seen
-      blocks.append(self._deviation(s, own_sums, own_counts))
+      blocks.append(self._deviation(s, own_sums, own_counts, column))
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
   def tf_features(self, ids: list, x):
@@ -95,8 +113,8 @@ class Usual:
     import tensorflow as tf
     s = signed_log(x)
     blocks = []
-    for (sums, counts), column_ids in zip(self.arrays, ids):
-      usual = tf.constant(self.usual(sums, counts), tf.float64)
+    for column, ((sums, counts), column_ids) in enumerate(zip(self.arrays, ids)):
+      usual = tf.constant(self.usual(sums, counts, column), tf.float64)
       z = (s - tf.gather(usual, column_ids)) / tf.constant(self.scale, tf.float64)
       z = tf.where(tf.math.is_nan(z), tf.zeros_like(z), z)
       blocks.append(tf.cast(tf.clip_by_value(z, -self.clip, self.clip), tf.float32))
@@ -117,7 +135,8 @@ class UsualFitter:
     s = signed_log(np.asarray(numeric, np.float64))
     present = ~np.isnan(s)
     self.total += [present.sum(axis=0), np.nansum(s, axis=0), np.nansum(s * s, axis=0)]
-    frame = pd.DataFrame(s, columns=range(len(self.features)))
+    # Columns 0..F-1: s; F..2F-1: s squared (for the within-value variance of k's fit).
+    frame = pd.DataFrame(np.concatenate([s, s * s], axis=1))
     for i, values in enumerate(strings):
       grouped = frame.groupby(values).agg(["sum", "count"])
       self.sums[i] = grouped if self.sums[i] is None else self.sums[i].add(grouped,
@@ -133,12 +152,32 @@ class UsualFitter:
       mean = np.where(count > 0, total / count, 0.0)
       scale = np.sqrt(np.maximum(np.where(count > 0, squares / count, 0.0) - mean ** 2, 0.0))
     scale[~(scale > 0)] = 1.0
-    sums, counts = [], []
+    sums, counts, prior_rows, width = [], [], [], len(self.features)
     for name, grouped in zip(self.columns, self.sums):
       if name not in chosen:
         continue
+      every = grouped.xs("sum", axis=1, level=1).to_numpy(np.float64)
+      n = grouped.xs("count", axis=1, level=1).to_numpy(np.float64)[:, :width]
+      prior_rows.append(fit_pseudo_rows(every[:, :width], n, every[:, width:]).tolist())
       grouped = grouped.reindex(chosen[name], fill_value=0)
-      sums.append(grouped.xs("sum", axis=1, level=1).to_numpy(np.float64).tolist())
-      counts.append(grouped.xs("count", axis=1, level=1).to_numpy(np.int64).tolist())
+      sums.append(grouped.xs("sum", axis=1, level=1).to_numpy(np.float64)[:, :width].tolist())
+      counts.append(grouped.xs("count", axis=1, level=1).to_numpy(np.int64)[:, :width].tolist())
     return Usual(features=self.features, mean=mean.tolist(), scale=scale.tolist(),
-                 clip=float(clip), columns=list(chosen), sums=sums, counts=counts)
+                 clip=float(clip), columns=list(chosen), sums=sums, counts=counts,
+                 prior_rows=prior_rows)
+
+
+def fit_pseudo_rows(sums: np.ndarray, counts: np.ndarray, squares: np.ndarray) -> np.ndarray:
+  """k [features] from every value's sum, count and sum of squares of s [values, features]:
+  the within-value variance over the variance between the values' true means, both by the
+  method of moments of the one-way random-effects model (unequal counts)."""
+  with np.errstate(invalid="ignore", divide="ignore"):
+    total, rows = sums.sum(axis=0), counts.sum(axis=0)
+    values = (counts > 0).sum(axis=0)
+    between_sq = np.where(counts > 0, sums ** 2 / np.maximum(counts, 1), 0.0).sum(axis=0)
+    within = (squares.sum(axis=0) - between_sq) / (rows - values)  # pooled variance
+    spread = between_sq - total ** 2 / rows  # sum over values of n (value mean - mean)^2
+    between = (spread - (values - 1) * within) / (rows - (counts ** 2).sum(axis=0) / rows)
+    k = np.where(between > 0, np.maximum(within, 0.0) / between, MAX_PRIOR_ROWS)
+  k = np.where((values > 1) & (rows > values) & np.isfinite(k), k, MAX_PRIOR_ROWS)
+  return np.clip(k, MIN_PRIOR_ROWS, MAX_PRIOR_ROWS)

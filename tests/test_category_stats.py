@@ -167,7 +167,7 @@ def test_a_row_is_measured_against_its_values_usual_one_without_itself():
   assert stats.names()[-1] == "m vs usual amount"
   s = np.log1p(amount[:3, 0])
   mean, sd = s.mean(), s.std()
-  prior = category_usual.PRIOR_ROWS
+  prior = stats.usual.pseudo_rows(0)[0]
   loo = [(s.sum() - v + prior * mean) / (2 + prior) for v in s]
   got = stats.encode({"m": m}, np.arange(4), np.ones(4, bool), amount)[:, -1]
   np.testing.assert_allclose(got[:3], (s - loo) / sd, rtol=1e-6)
@@ -175,3 +175,54 @@ def test_a_row_is_measured_against_its_values_usual_one_without_itself():
   served = stats.encode({"m": np.array(["a", "zz"], object)}, cleaned=np.array([[50.0], [50.0]]))
   usual_a = (s.sum() + prior * mean) / (3 + prior)
   np.testing.assert_allclose(served[:, -1], (np.log1p(50.0) - [usual_a, mean]) / sd, rtol=1e-6)
+
+
+def _value_rows(rng, means, rows_each, within_sd):
+  """Rows of values 0..len(means)-1, `rows_each` of each, s ~ N(mean, within_sd)."""
+  values = np.repeat(np.arange(len(means)), rows_each)
+  return values.astype(str).astype(object), means[values] + rng.normal(0, within_sd, len(values))
+
+
+def test_the_pseudo_rows_are_the_within_over_the_between_variance():
+  """Value means drawn with sd b and rows with sd w around them: the fitted k is w^2 / b^2,
+  unequal counts and all; values that do not differ get the upper bound, and a k below one
+  is raised to one."""
+  rng = np.random.default_rng(0)
+  counts = rng.integers(1, 30, 3000)
+  for w, b, expected in [(1.0, 0.5, 4.0), (1.0, 0.25, 16.0), (0.5, 1.0, 1.0)]:
+    ids = np.repeat(np.arange(len(counts)), counts)
+    s = rng.normal(3.0, b, len(counts))[ids] + rng.normal(0.0, w, len(ids))
+    sums, squares = np.bincount(ids, s)[:, None], np.bincount(ids, s * s)[:, None]
+    k = category_usual.fit_pseudo_rows(sums, counts[:, None].astype(float), squares)
+    assert k[0] == pytest.approx(expected, rel=0.15)
+  same = np.ones((5, 1))
+  assert category_usual.fit_pseudo_rows(same * 2.0, same * 2, same * 2.0)[0] == \
+      category_usual.MAX_PRIOR_ROWS
+
+
+def test_a_value_of_its_own_kind_is_judged_against_its_own_rows():
+  """Merchants whose usual tickets differ widely (k at its lower bound): a served amount at the
+  most unusual merchant's own mean reads as nearly usual (with k = 20 it would read as 0.8 of
+  its distance from the overall mean); merchants that do not differ get a k far above their
+  5 rows each. The fit travels in the export's dict, and the TensorFlow twin reads the same."""
+  import tensorflow as tf
+  rng = np.random.default_rng(1)
+  fitted = {}
+  for name, spread in (("differ", 3.0), ("alike", 0.0)):
+    m, s = _value_rows(rng, 3.0 + spread * rng.standard_normal(1000), 5, 0.3)
+    fitter = category_stats.StatsFitter(["m"], seed=0, numeric=["amount"])
+    fitter.update(np.arange(len(m)), [m], np.zeros(len(m), np.int64), np.expm1(s)[:, None])
+    stats = category_stats.CategoryStats.from_dict(fitter.finish(["m"], clip=50.0).to_dict())
+    fitted[name] = stats.usual.pseudo_rows(0)[0]
+    if name == "differ":
+      means = {v: s[m == v].mean() for v in np.unique(m)}
+      value = max(means, key=lambda v: abs(means[v] - s.mean()))
+      cleaned = np.array([[np.expm1(means[value])]])
+      served = stats.encode({"m": np.array([value], object)}, cleaned=cleaned)[0, -1]
+      distance = (means[value] - s.mean()) / stats.usual.scale[0]
+      assert abs(served) < 0.25 * abs(distance)
+      ids = [tf.constant([stats.columns[0].values.index(value)], tf.int64)]
+      twin = stats.usual.tf_features(ids, tf.constant(cleaned)).numpy()[0, -1]
+      assert twin == pytest.approx(served, abs=1e-5)
+  assert fitted["differ"] == category_usual.MIN_PRIOR_ROWS
+  assert fitted["alike"] > 25
