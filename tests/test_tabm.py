@@ -73,3 +73,23 @@ def test_a_tabm_run_trains_exports_and_predicts(tmp_path):
   results = read_json(os.path.join(model_dir, "results.json"))
   assert results["weights"]["which"] in ("best", "last") and "members" not in results
   assert os.path.exists(os.path.join(model_dir, "export", "saved_model.pb"))
+
+
+@pytest.mark.parametrize("numeric,expected", [(4, "piecewise_linear"), (16, "piecewise_linear"),
+                                               (17, "none"), (33, "none"), (0, "none")])
+def test_auto_embeds_the_features_of_a_narrow_table_only(numeric, expected):
+  """The default `auto`: piecewise-linear embeddings up to AUTO_EMBEDDINGS_MAX_FEATURES numeric
+  features, none above (nor without numeric features); a named choice is kept whatever the
+  width."""
+  from engine.models import tabm
+  assert tabm.AUTO_EMBEDDINGS_MAX_FEATURES == 16 and tabm.DEFAULTS["num_embeddings"] == "auto"
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(500, max(numeric, 1))).astype(np.float32)
+  layout = FeatureLayout(num_features=x.shape[1], numeric=tuple(range(numeric)), missing_flags=(),
+                         categorical=(), train_rows=x)
+  config = Config(model="tabm", ensemble=2, hidden_units=(8,), n_bins=4, strategy="baseline")
+  assert config.model.num_embeddings == "auto"
+  names = [v.name for v in models.build(config, layout).variables]
+  assert any("ple_kernel" in n for n in names) == (expected == "piecewise_linear")
+  assert tabm.embeddings_for("periodic", numeric) == "periodic"
+  assert tabm.embeddings_for("none", numeric) == "none"

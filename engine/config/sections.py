@@ -151,9 +151,12 @@ class ModelConfig:
                           "independent MLPs).", choices=("tabm", "tabm-mini", "tabm-packed"),
                           compat=True, hparam=True)
   num_embeddings: str = option("none", "--model=tabm: embeddings of the numeric features: "
-                               "periodic (PLR) or piecewise_linear (training quantile bins).",
-                               choices=("none", "periodic", "piecewise_linear"), compat=True,
-                               hparam=True)
+                               "periodic (PLR), piecewise_linear (training quantile bins), or "
+                               "auto (tabm's default): piecewise_linear for a table of few "
+                               "numeric features (at most AUTO_EMBEDDINGS_MAX_FEATURES, "
+                               "engine/models/tabm.py), none for a wider one.",
+                               choices=("none", "periodic", "piecewise_linear", "auto"),
+                               compat=True, hparam=True)
   d_embedding: int = option(16, "--model=tabm: the size of each numeric feature's embedding.",
                             compat=True)
   n_frequencies: int = option(16, "--model=tabm, periodic embeddings: frequencies per feature.",

@@ -19,7 +19,8 @@ enter the backbone as they are, one first-layer scaling each):
   * `input_transform="quantile_normal"`: a fixed piecewise-linear map of each feature from its
     training quantiles (`layout.quantiles`) to the standard normal's, before any embedding.
 
-  * numerical embeddings before the backbone (`num_embeddings`), shared by the members:
+  * numerical embeddings before the backbone (`num_embeddings`), shared by the members ("auto",
+    the default: piecewise_linear on a table of few numeric features, none on a wide one):
     - "periodic": PLR, x -> ReLU(Linear([cos(2 pi f x), sin(2 pi f x)])), frequencies f ~
       N(0, sigma) truncated at 3 sigma; "lite" shares the Linear between features.
     - "piecewise_linear": piecewise-linear encoding on bins at the training-split quantiles,
@@ -35,6 +36,7 @@ github.com/yandex-research/tabm, github.com/yandex-research/rtdl-num-embeddings.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 
@@ -58,9 +60,23 @@ DEFAULTS = {
     "learning_rate": 2e-3,
     "steps_per_epoch": 100,
     "patience": 6,
+    "num_embeddings": "auto",
+    "n_bins": 48,
 }
 ARCHS = ("tabm", "tabm-mini", "tabm-packed")
 EMBEDDINGS = ("none", "periodic", "piecewise_linear")
+# `num_embeddings="auto"`: piecewise-linear embeddings up to this many numeric features, none
+# above. Chosen on validation (BUILD.md, "Numeric embeddings by default"): they paid on narrow
+# tables of raw business columns, not on the wide credit-card set, where they cost twice.
+AUTO_EMBEDDINGS_MAX_FEATURES = 16
+
+
+def embeddings_for(name: str, num_numeric: int) -> str:
+  """The embeddings a run gets: `name`, or for "auto" the choice by the numeric width."""
+  if name != "auto":
+    return name
+  return "piecewise_linear" if 0 < num_numeric <= AUTO_EMBEDDINGS_MAX_FEATURES else "none"
+
 TRANSFORMS = ("none", "quantile_normal")
 # The outermost quantiles (the training minimum and maximum) map to the normal quantiles of
 # these probabilities instead of -inf and +inf.
@@ -317,11 +333,14 @@ def build(layout, config, *, output_bias: float = 0.0) -> TabM:
   """The engine's plug-in entry point: a built TabM for the layout's features."""
   get = lambda name, default: getattr(config, name, default)  # noqa: E731
   defaults = lambda name: get(name, DEFAULTS[name])  # noqa: E731
+  embeddings = embeddings_for(defaults("num_embeddings"), len(layout.numeric))
+  if embeddings != defaults("num_embeddings"):
+    logging.info("--num_embeddings=auto: %s (%d numeric features)", embeddings, len(layout.numeric))
   model = TabM(
       num_features=layout.num_features, numeric=list(layout.numeric),
       quantiles=getattr(layout, "quantiles", None), arch=get("tabm_arch", "tabm"),
       k=int(defaults("ensemble")), hidden_units=tuple(defaults("hidden_units")),
-      dropout=float(defaults("dropout")), num_embeddings=get("num_embeddings", "none"),
+      dropout=float(defaults("dropout")), num_embeddings=embeddings,
       d_embedding=int(get("d_embedding", 16)), n_frequencies=int(get("n_frequencies", 16)),
       frequency_scale=float(get("frequency_scale", 0.1)), lite=bool(get("embedding_lite", True)),
       n_bins=int(get("n_bins", 16)), input_transform=defaults("input_transform"),
